@@ -1,0 +1,47 @@
+"""Where things live in a kijun checkout.
+
+kijun runs from a checkout of the baseline repository (roles, inventories, catalog and audits
+are files in it). The root is found from ``KIJUN_HOME``, else from the installed package's
+location (an editable install lives in ``<root>/src/kijun``), else from the working directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class NotACheckoutError(RuntimeError):
+    """Raised when no kijun checkout (a directory holding ``ansible.cfg`` and ``catalog/``) is found."""
+
+
+def _is_root(path: Path) -> bool:
+    return (path / "ansible.cfg").is_file() and (path / "catalog").is_dir()
+
+
+def repo_root() -> Path:
+    env = os.environ.get("KIJUN_HOME")
+    if env:
+        root = Path(env).resolve()
+        if not _is_root(root):
+            raise NotACheckoutError(
+                f"KIJUN_HOME={env} is not a kijun checkout (no ansible.cfg and catalog/ there)"
+            )
+        return root
+    candidates = [Path(__file__).resolve().parents[2], Path.cwd().resolve()]
+    candidates += list(Path.cwd().resolve().parents)
+    for cand in candidates:
+        if _is_root(cand):
+            return cand
+    raise NotACheckoutError(
+        "cannot find the kijun checkout: run kijun from inside it or set KIJUN_HOME to its path"
+    )
+
+
+def catalog_dir() -> Path:
+    return repo_root() / "catalog"
+
+
+def state_dir() -> Path:
+    """Machine-local state of this checkout (lab key, known_hosts, caches); never committed."""
+    return repo_root() / ".kijun"

@@ -1,0 +1,92 @@
+"""The set-up step: idempotent, fast on a second run, clear when it cannot install."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import resource
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from kijun import image, podman
+
+from .conftest import ROOT, VENV_BIN
+
+BOOTSTRAP = ROOT / "src" / "kijun" / "data" / "bootstrap.sh"
+
+
+def test_second_run_of_setup_installs_nothing_and_takes_seconds() -> None:
+    # `make test` has already run the set-up once: this is the second run.
+    started = time.monotonic()
+    proc = subprocess.run(
+        ["bash", str(BOOTSTRAP)], capture_output=True, text=True, timeout=600, check=False
+    )
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "installing" not in out and "creating .venv" not in out
+    assert "containers.conf unchanged" in out
+    assert "cached" in out  # the lab image was not rebuilt
+    assert elapsed < 30, f"second set-up run took {elapsed:.1f} s"
+
+
+def test_containers_conf_uses_runc_and_fits_this_machines_limits() -> None:
+    text = podman.containers_conf_path().read_text()
+    assert 'runtime = "runc"' in text
+    hard_nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    nofile = int(text.split('"nofile=')[1].split(":")[0])
+    assert nofile <= hard_nofile or hard_nofile == resource.RLIM_INFINITY
+    # podman actually runs with it (and the machine's own configuration is not touched)
+    proc = podman.run(["info", "--format", "{{.Host.OCIRuntime.Name}}"])
+    assert proc.stdout.strip() == "runc"
+
+
+def test_lab_image_is_named_after_its_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert image.exists(image.image_name())
+    before = image.recipe_hash()
+    files = image._recipe_files()
+    monkeypatch.setattr(
+        image, "_recipe_files", lambda: {**files, "packages": files["packages"] + b"htop\n"}
+    )
+    assert image.recipe_hash() != before  # a changed recipe means a new image
+
+
+def test_without_root_setup_names_what_is_missing_and_how_to_fix_it(tmp_path: Path) -> None:
+    nobody = pwd.getpwnam("nobody")
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": str(tmp_path),
+        "KIJUN_EXTRA_APT_PACKAGES": "kijun-no-such-package",
+    }
+    # As root, drop to an unprivileged user; otherwise this user already is one.
+    as_user = (
+        ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
+        if os.geteuid() == 0
+        else []
+    )
+    proc = subprocess.run(
+        [*as_user, "bash", str(BOOTSTRAP)],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "missing Debian packages: kijun-no-such-package" in proc.stderr
+    assert "sudo apt-get install -y kijun-no-such-package" in proc.stderr
+
+
+def test_setup_without_podman_says_how_to_install_it(tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    python = shutil.which("python3", path=str(VENV_BIN))
+    assert python
+    proc = subprocess.run(
+        [str(VENV_BIN / "kijun"), "setup"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PATH": str(bindir)},
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "podman is not installed" in proc.stderr
+    assert "apt-get install podman runc" in proc.stderr

@@ -79,7 +79,9 @@ ZONES: dict[str, Network] = {
         "kijun-mynumber", "198.18.10.0/24", True, "mynumber", "マイナンバー利用事務系"
     ),
     "lgwan": Network("kijun-lgwan", "198.18.20.0/24", True, "lgwan", "LGWAN接続系"),
-    "internet": Network("kijun-internet", "198.18.30.0/24", True, "internet", "インターネット接続系"),
+    "internet": Network(
+        "kijun-internet", "198.18.30.0/24", True, "internet", "インターネット接続系"
+    ),
 }
 # Which zones each zone is routed to through gw01. The individual-number zone reaches the
 # LGWAN zone only (pinned flows are then allowed or dropped by the gateway's firewall).
@@ -157,7 +159,18 @@ def ensure_credentials() -> None:
     os.chmod(lab_dir(), 0o700)
     if not key_path().is_file():
         subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kijun-lab", "-f", str(key_path())],
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "kijun-lab",
+                "-f",
+                str(key_path()),
+            ],
             check=True,
         )
     if not password_path().is_file():
@@ -353,12 +366,16 @@ def render_inventory(spec: LabSpec) -> dict[str, Any]:
         return hv
 
     children: dict[str, Any] = {}
+    members: dict[str, dict[str, Any] | None]
     for zone in ZONES:
         members = {h.name: hostvars(h) for h in spec.hosts if h.zone == zone}
         children[f"zone_{zone}"] = {"hosts": members, "vars": {"kijun_zone": zone}}
     for group in FUNCTION_GROUPS:
-        members = {h.name: (hostvars(h) if h.zone is None else None) for h in spec.hosts
-                   if group in h.functions}
+        members = {
+            h.name: (hostvars(h) if h.zone is None else None)
+            for h in spec.hosts
+            if group in h.functions
+        }
         children[group] = {"hosts": members}
     return {
         "all": {
@@ -406,7 +423,9 @@ def up(spec: LabSpec | None = None, progress: Progress = print) -> UpReport:
 
     # Networks: keep those that match, recreate those that do not (after their containers).
     wrong_nets = [
-        n for n in spec.networks if n.name in seen.networks and not _network_matches(n, seen.networks[n.name])
+        n
+        for n in spec.networks
+        if n.name in seen.networks and not _network_matches(n, seen.networks[n.name])
     ]
     wanted_containers = {h.container: h for h in spec.hosts}
     stale: dict[str, str] = {}
@@ -421,7 +440,9 @@ def up(spec: LabSpec | None = None, progress: Progress = print) -> UpReport:
         elif wrong_nets:
             stale[cname] = "its networks are recreated"
     # Running containers that do not answer SSH are stale too (e.g. processes gone after a reboot).
-    running = [wanted_containers[c] for c in seen.containers if c in wanted_containers and c not in stale]
+    running = [
+        wanted_containers[c] for c in seen.containers if c in wanted_containers and c not in stale
+    ]
     if running and known_hosts_path().is_file():
         with ThreadPoolExecutor(max_workers=16) as pool:
             answers = dict(zip(running, pool.map(ssh_answers, running), strict=True))
@@ -467,7 +488,9 @@ def up(spec: LabSpec | None = None, progress: Progress = print) -> UpReport:
     keys = _read_known_hosts()
     if to_create:
         with ThreadPoolExecutor(max_workers=8) as pool:
-            made = dict(zip([h.name for h in to_create], pool.map(_prepare, to_create), strict=True))
+            made = dict(
+                zip([h.name for h in to_create], pool.map(_prepare, to_create), strict=True)
+            )
         keys.update({spec.host(name).mgmt_address: key for name, key in made.items()})
     _write_known_hosts(spec, keys)
     write_inventory(spec)
@@ -530,7 +553,9 @@ def exec_on(host: Host, command: str, timeout: float = 30) -> subprocess.Complet
 def describe(spec: LabSpec | None = None) -> str:
     spec = spec or default_spec()
     return json.dumps(
-        {h.name: {"mgmt": h.mgmt_address, "zone": h.zone, "zone_address": h.zone_address}
-         for h in spec.hosts},
+        {
+            h.name: {"mgmt": h.mgmt_address, "zone": h.zone, "zone_address": h.zone_address}
+            for h in spec.hosts
+        },
         indent=2,
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 class NotACheckoutError(RuntimeError):
-    """Raised when no kijun checkout (a directory holding ``ansible.cfg`` and ``catalog/``) is found."""
+    """No kijun checkout (a directory with ``ansible.cfg`` and ``catalog/``) was found."""
 
 
 def _is_root(path: Path) -> bool:

@@ -1,0 +1,84 @@
+"""The variables a host's roles use, as Ansible itself resolves them.
+
+Audits compare a host's state with exactly the values the roles applied: the role defaults
+(which equal the catalog's defaults), overridden by the profile and the inventory's group and
+host variables. Ansible's own inventory and variable manager resolve them here, in-process, so
+the precedence is Ansible's and not a re-implementation of it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kijun import paths
+
+
+class InventoryError(ValueError):
+    """The inventory cannot be read; the message names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class HostVars:
+    name: str
+    groups: frozenset[str]
+    values: dict[str, Any]
+
+    @property
+    def zones(self) -> frozenset[str]:
+        return frozenset(g.removeprefix("zone_") for g in self.groups if g.startswith("zone_"))
+
+
+def role_defaults(roles_dir: Path | None = None) -> dict[str, Any]:
+    """Every role's ``defaults/main.yml`` merged (role variables are prefixed, so none clash)."""
+    roles_dir = roles_dir or paths.repo_root() / "roles"
+    merged: dict[str, Any] = {}
+    for path in sorted(roles_dir.glob("*/defaults/main.yml")):
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise InventoryError(f"{path}: role defaults must be a mapping")
+        merged.update(data)
+    return merged
+
+
+def load(inventory: Path, roles_dir: Path | None = None) -> dict[str, HostVars]:
+    """Each host of the inventory with its groups and its resolved, templated variables."""
+    os.environ.setdefault("ANSIBLE_CONFIG", str(paths.repo_root() / "ansible.cfg"))
+    from ansible.errors import AnsibleError
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar
+    from ansible.vars.manager import VariableManager
+
+    if not inventory.exists():
+        raise InventoryError(f"{inventory}: no such inventory file or directory")
+    defaults = role_defaults(roles_dir)
+    loader = DataLoader()
+    try:
+        manager = InventoryManager(loader=loader, sources=[str(inventory)])
+        varman = VariableManager(loader=loader, inventory=manager)
+        result: dict[str, HostVars] = {}
+        for host in manager.get_hosts():
+            raw = varman.get_vars(host=host, include_hostvars=False)
+            values: dict[str, Any] = {**defaults, **raw}
+            templar = Templar(loader=loader, variables=values)
+            resolved = {k: templar.template(v) for k, v in values.items() if _is_ours(k)}
+            result[host.name] = HostVars(
+                host.name,
+                frozenset(g.name for g in host.get_groups()),
+                {**{k: v for k, v in raw.items() if not _is_ours(k)}, **resolved},
+            )
+    except AnsibleError as exc:
+        raise InventoryError(f"{inventory}: {exc}") from exc
+    if not result:
+        raise InventoryError(f"{inventory}: the inventory has no hosts")
+    return result
+
+
+def _is_ours(name: str) -> bool:
+    """Variables that roles and audits use (templated); Ansible's own are passed through."""
+    return not name.startswith(("ansible_", "inventory_", "group_names", "groups", "omit"))

@@ -86,7 +86,9 @@ def build(progress: Progress = print) -> str:
             "building the lab image needs root (debootstrap and chroot): run `sudo make setup`"
         )
     if shutil.which("debootstrap") is None:
-        raise ImageBuildError("debootstrap is not installed: run `sudo apt-get install debootstrap`")
+        raise ImageBuildError(
+            "debootstrap is not installed: run `sudo apt-get install debootstrap`"
+        )
     name = image_name()
     mirror = os.environ.get("KIJUN_DEBIAN_MIRROR", DEFAULT_MIRROR)
     work_root = paths.state_dir() / "cache"

@@ -33,6 +33,20 @@ seeds:
     contains: {ja: 対策基準, en: standards}
 """
 
+SEED_FILE = "001_example.txt"
+
+# The text of seed S1 (catalog/seeds/001_example.txt): every quote below is in it verbatim.
+SEED_TEXT = """\
+甲市情報セキュリティ対策基準
+
+第3条（パスワード）
+２　パスワードは十分な長さとする。
+３　初期パスワードは変更する。
+
+第5条（時刻）
+　情報システムの時刻を同期する。
+"""
+
 PASSWORD = """\
 area: password
 prefix: PW
@@ -120,13 +134,18 @@ def make_catalog(
     areas: dict[str, str] | None = None,
     profiles: dict[str, str] | None = None,
     seeds: str = SEEDS,
+    seed_files: dict[str, str] | None = None,
 ) -> Path:
-    """A catalog in ``tmp_path/catalog`` (with the real schemas); also a checkout root there."""
+    """A catalog in ``tmp_path/catalog`` (with the real schemas and the seed texts
+    ``seed_files``, default S1's); also a checkout root there."""
     root = tmp_path / "catalog"
     shutil.copytree(REAL_CATALOG / "schema", root / "schema")
     (root / "controls").mkdir()
     (root / "profiles").mkdir()
+    (root / "seeds").mkdir()
     (root / "seeds.yml").write_text(seeds, encoding="utf-8")
+    for name, text in (seed_files if seed_files is not None else {SEED_FILE: SEED_TEXT}).items():
+        (root / "seeds" / name).write_text(text, encoding="utf-8")
     for name, text in (
         areas if areas is not None else {"password": PASSWORD, "time": TIME}
     ).items():
@@ -293,6 +312,83 @@ def test_reference_to_unknown_seed(tmp_path: Path) -> None:
         "PW-01.references[0].seed: unknown seed 'S9'",
         "use a key from seeds.yml: S1",
     )
+
+
+def test_quote_not_in_the_seed_text(tmp_path: Path) -> None:
+    text = PASSWORD.replace("quote: 初期パスワードは変更する", "quote: 初期パスワードを変更する")
+    text = text.replace("quote: パスワードは十分な長さとする", "quote: パスワードは十分な長さとし")
+    time = TIME.replace("quote: 時刻を同期する", "quote: 時刻を 同期する")
+    root = make_catalog(tmp_path, {"password": text, "time": time})
+    problems = catalog_problems(root)
+    seed = root / "seeds" / SEED_FILE
+    problem = assert_problem(
+        problems,
+        root / "controls" / "password.yml",
+        line_of(text, "quote: パスワードは十分な長さとし"),
+        f"PW-01.references[0].quote: not found verbatim in S1 ({seed})",
+        "copy the words exactly as the seed shows them",
+        "the seed has 'パスワードは十分な長さと' but not what follows it",
+    )
+    assert str(problem).startswith(f"{root / 'controls' / 'password.yml'}:{problem.line}: PW-01")
+    assert_problem(
+        problems,
+        root / "controls" / "password.yml",
+        line_of(text, "初期パスワードを変更する"),
+        "PW-02.references[0].quote: not found verbatim in S1",
+    )
+    assert_problem(
+        problems,
+        root / "controls" / "time.yml",
+        line_of(time, "quote:"),
+        "TM-01.references[0].quote: not found verbatim in S1",
+        "differs only in spaces or line breaks",
+    )
+    assert len(problems) == 3
+
+
+def test_quote_spanning_a_line_break_must_keep_it(tmp_path: Path) -> None:
+    quote = "quote: パスワードは十分な長さとする"
+    text = PASSWORD.replace(quote, 'quote: "パスワードは十分な長さとする。\\n３　初期パスワード"')
+    root = make_catalog(tmp_path, {"password": text, "time": TIME})
+    assert load_catalog(root).controls["PW-01"].references[0].quote.endswith("\n３　初期パスワード")
+    text = PASSWORD.replace(quote, 'quote: "パスワードは十分な長さとする。 ３　初期パスワード"')
+    root = make_catalog(tmp_path / "2", {"password": text, "time": TIME})
+    assert_problem(
+        catalog_problems(root),
+        root / "controls" / "password.yml",
+        line_of(text, "quote:"),
+        "not found verbatim",
+        "differs only in spaces or line breaks",
+    )
+
+
+def test_seed_file_missing(tmp_path: Path) -> None:
+    seeds = SEEDS + SEEDS.replace("seeds:\n", "").replace("S1", "S2").replace("001_", "002_")
+    seeds += SEEDS.replace("seeds:\n", "").replace("S1", "S3").replace("001_", "../003_")
+    root = make_catalog(tmp_path, seeds=seeds)
+    problems = catalog_problems(root)
+    assert_problem(
+        problems,
+        root / "seeds.yml",
+        line_of(seeds, "file: 002_example.txt"),
+        f"S2.file: {root / 'seeds' / '002_example.txt'} does not exist",
+        "put the seed's text there or correct the name",
+    )
+    assert_problem(
+        problems,
+        root / "seeds.yml",
+        line_of(seeds, "file: ../003_"),
+        "S3.file: '../003_example.txt' is not a file name",
+    )
+    assert len(problems) == 2  # the quotes citing S1 are still checked, and are fine
+
+
+def test_quotes_of_a_seed_without_text_are_not_checked(tmp_path: Path) -> None:
+    text = PASSWORD.replace("quote: 初期パスワードは変更する", "quote: どこにもない")
+    root = make_catalog(tmp_path, {"password": text, "time": TIME}, seed_files={})
+    problems = catalog_problems(root)
+    assert_problem(problems, root / "seeds.yml", line_of(SEEDS, "file:"), "does not exist")
+    assert len(problems) == 1
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,8 @@
 
 The format is specified in ``catalog/FORMAT.md``. Each file is checked against its JSON Schema
 in ``catalog/schema/`` first; a file that passes is then checked for what a schema cannot say
-(ids unique across files, seed keys that exist, defaults of the declared type, ...). Every
+(ids unique across files, seed keys that exist, seed files in ``catalog/seeds/``, quotes found
+verbatim in their seed's text, defaults of the declared type, ...). Every
 problem found in the catalog (or in the profiles being loaded) is collected into one
 :class:`CatalogError`, each naming the file, the line and what to change.
 """
@@ -297,35 +298,52 @@ def load_catalog(root: Path | None = None) -> Catalog:
     root = _root(root)
     validators = _validators(root)
     problems: list[Problem] = []
-    seeds = _load_seeds(root / "seeds.yml", validators.seeds, problems)
+    sources = _load_seeds(root / "seeds.yml", root / "seeds", validators.seeds, problems)
     files = sorted((root / "controls").glob("*.yml"))
     if not files:
         problems.append(Problem(root / "controls", 0, "no control areas; add <area>.yml files"))
     areas: dict[str, Area] = {}
     seen = _Seen()
     for path in files:
-        area = _load_area(path, validators.area, seeds, problems, seen)
+        area = _load_area(path, validators.area, sources, problems, seen)
         if area is not None:
             areas[area.name] = area
     if problems:
         raise CatalogError(problems)
-    return Catalog(root=root, seeds=seeds or {}, areas=areas)
+    return Catalog(root=root, seeds=sources.seeds or {}, areas=areas)
+
+
+@dataclass(frozen=True)
+class _SeedText:
+    """The text of a seed policy, read from ``catalog/seeds/<file>``."""
+
+    path: Path
+    text: str
+
+
+@dataclass(frozen=True)
+class _Sources:
+    """What references are checked against: the seeds (``None`` if seeds.yml has problems;
+    then references are not checked) and the texts of those whose file could be read."""
+
+    seeds: dict[str, Seed] | None
+    texts: dict[str, _SeedText] = field(default_factory=dict)
 
 
 def _load_seeds(
-    path: Path, validator: Draft202012Validator, problems: list[Problem]
-) -> dict[str, Seed] | None:
-    """The seeds, or ``None`` if seeds.yml has problems (then references are not checked)."""
+    path: Path, folder: Path, validator: Draft202012Validator, problems: list[Problem]
+) -> _Sources:
+    """The seeds of seeds.yml (``path``) and their texts, read from ``folder``."""
     found = _read(path, validator, problems)
     if found is None or not found[1].valid():
-        return None
+        return _Sources(None)
     source = found[0]
     seeds: dict[str, Seed] = {}
     for index, raw in enumerate(source.data["seeds"]):
         if raw["key"] in seeds:
             loc: Loc = ("seeds", index, "key")
             problems.append(source.problem(loc, f"seed key {raw['key']} is used twice"))
-            return None
+            return _Sources(None)
         seeds[raw["key"]] = Seed(
             key=raw["key"],
             organisation=Text.of(raw["organisation"]),
@@ -333,7 +351,54 @@ def _load_seeds(
             file=raw["file"],
             contains=Text.of(raw["contains"]),
         )
-    return seeds
+    texts: dict[str, _SeedText] = {}
+    for index, seed in enumerate(seeds.values()):
+        text, trouble = _seed_text(folder, seed.file)
+        if text is not None:
+            texts[seed.key] = text
+        else:
+            problems.append(source.problem(("seeds", index, "file"), trouble))
+    return _Sources(seeds, texts)
+
+
+def _seed_text(folder: Path, name: str) -> tuple[_SeedText | None, str]:
+    """The text of the seed file ``name`` in ``folder``, or why it cannot be read."""
+    if Path(name).name != name or name in (".", ".."):
+        return None, f"'{name}' is not a file name; write the name of a file in {folder.name}/"
+    path = folder / name
+    try:
+        return _SeedText(path, path.read_text(encoding="utf-8")), ""
+    except FileNotFoundError:
+        return None, (
+            f"{location(path)} does not exist; put the seed's text there or correct the name"
+        )
+    except UnicodeDecodeError as err:
+        return None, f"{location(path)} is not UTF-8 text ({err.reason}); save it as UTF-8"
+    except OSError as err:
+        return None, f"cannot read {location(path)}: {err.strerror or err}"
+
+
+def _quote_problem(quote: str, seed: str, found: _SeedText) -> str | None:
+    """Why ``quote`` is not a verbatim excerpt of the seed text ``found``, with a hint."""
+    if quote in found.text:
+        return None
+    message = (
+        f"not found verbatim in {seed} ({location(found.path)}); "
+        "copy the words exactly as the seed shows them"
+    )
+    if "".join(quote.split()) in "".join(found.text.split()):
+        return message + " (it differs only in spaces or line breaks)"
+    # The longest beginning of the quote that the seed has (a shorter one it has as well).
+    low, high = 0, len(quote)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if quote[:middle] in found.text:
+            low = middle
+        else:
+            high = middle - 1
+    if low >= 4:
+        return message + f" (the seed has '{quote[:low]}' but not what follows it)"
+    return message
 
 
 @dataclass
@@ -347,7 +412,7 @@ class _Seen:
 def _load_area(
     path: Path,
     validator: Draft202012Validator,
-    seeds: dict[str, Seed] | None,
+    sources: _Sources,
     problems: list[Problem],
     seen: _Seen,
 ) -> Area | None:
@@ -381,7 +446,7 @@ def _load_area(
         loc: Loc = ("controls", index)
         if check.valid(loc):
             control = _control(raw_control, raw["area"], path, source.line((*loc, "id")))
-            problems += _control_problems(source, loc, control, raw["prefix"], seeds)
+            problems += _control_problems(source, loc, control, raw["prefix"], sources)
             other = seen.controls.setdefault(control.id, control)
             if other is not control:
                 problems.append(
@@ -432,7 +497,7 @@ def _control(raw: Any, area: str, path: Path, line: int) -> Control:
 
 
 def _control_problems(
-    source: SourceFile, loc: Loc, control: Control, prefix: str, seeds: dict[str, Seed] | None
+    source: SourceFile, loc: Loc, control: Control, prefix: str, sources: _Sources
 ) -> list[Problem]:
     problems = []
     own_prefix = control.id.split("-")[0]
@@ -444,16 +509,21 @@ def _control_problems(
                 f"or move it to the area whose prefix is {own_prefix}",
             )
         )
-    if seeds is not None:
-        for index, reference in enumerate(control.references):
-            if reference.seed not in seeds:
-                problems.append(
-                    source.problem(
-                        (*loc, "references", index, "seed"),
-                        f"unknown seed '{reference.seed}'; use a key from seeds.yml: "
-                        + ", ".join(seeds),
-                    )
+    seeds = sources.seeds if sources.seeds is not None else {}
+    for index, reference in enumerate(control.references if sources.seeds is not None else ()):
+        rloc: Loc = (*loc, "references", index)
+        if reference.seed not in seeds:
+            problems.append(
+                source.problem(
+                    (*rloc, "seed"),
+                    f"unknown seed '{reference.seed}'; use a key from seeds.yml: "
+                    + ", ".join(seeds),
                 )
+            )
+        elif reference.seed in sources.texts:
+            wrong = _quote_problem(reference.quote, reference.seed, sources.texts[reference.seed])
+            if wrong:
+                problems.append(source.problem((*rloc, "quote"), wrong))
     first_line: dict[str, int] = {}
     for index, param in enumerate(control.parameters):
         ploc: Loc = (*loc, "parameters", index)

@@ -56,7 +56,9 @@ def load(inventory: Path, roles_dir: Path | None = None) -> dict[str, HostVars]:
 
     if not inventory.exists():
         raise InventoryError(f"{inventory}: no such inventory file or directory")
+    roles_dir = roles_dir or paths.repo_root() / "roles"
     defaults = role_defaults(roles_dir)
+    prefixes = ("kijun_", *(f"{d.name}_" for d in roles_dir.iterdir() if d.is_dir()))
     loader = DataLoader()
     try:
         manager = InventoryManager(loader=loader, sources=[str(inventory)])
@@ -66,19 +68,14 @@ def load(inventory: Path, roles_dir: Path | None = None) -> dict[str, HostVars]:
             raw = varman.get_vars(host=host, include_hostvars=False)
             values: dict[str, Any] = {**defaults, **raw}
             templar = Templar(loader=loader, variables=values)
-            resolved = {k: templar.template(v) for k, v in values.items() if _is_ours(k)}
+            # Only the roles' and kijun's variables are templated (and returned): other
+            # inventories' variables may hold lookups that only make sense inside a play.
+            ours = {k: templar.template(v) for k, v in values.items() if k.startswith(prefixes)}
             result[host.name] = HostVars(
-                host.name,
-                frozenset(g.name for g in host.get_groups()),
-                {**{k: v for k, v in raw.items() if not _is_ours(k)}, **resolved},
+                host.name, frozenset(g.name for g in host.get_groups()), ours
             )
     except AnsibleError as exc:
         raise InventoryError(f"{inventory}: {exc}") from exc
     if not result:
         raise InventoryError(f"{inventory}: the inventory has no hosts")
     return result
-
-
-def _is_ours(name: str) -> bool:
-    """Variables that roles and audits use (templated); Ansible's own are passed through."""
-    return not name.startswith(("ansible_", "inventory_", "group_names", "groups", "omit"))

@@ -1,0 +1,240 @@
+"""The verify step of every role's molecule scenario (``python -m kijun.roletest``).
+
+After molecule has created the instances, converged them and checked idempotence, this proves
+the rest of what a kijun role promises, against the real instances:
+
+1. the admin still logs in over SSH and can use sudo (a baseline must never lock them out);
+2. check mode on the converged instances reports zero changes;
+3. the role's audits (``audits/test_<module>.py``) pass, reading the scenario's inventory;
+4. drift: ``drift.yml`` changes settings behind the role's back; the audits then fail exactly
+   the controls it names (``kijun_drift_controls``) and no other, and check mode reports
+   exactly the role tasks it names (``kijun_drift_changes``) as changed;
+5. the admin still logs in after the drift.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kijun import lab, paths, podman
+
+
+class RoleTestFailure(AssertionError):
+    """A promise of the role does not hold; the message says which and shows the evidence."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    directory: Path
+    inventory: Path
+    audit_modules: tuple[str, ...]
+    drift_controls: frozenset[str]
+    drift_changes: frozenset[str]
+
+    @property
+    def hosts(self) -> list[str]:
+        inv = yaml.safe_load(next(self.inventory.glob("ansible_inventory.yml")).read_text())
+        return sorted(inv["all"]["hosts"])
+
+
+def load_scenario(directory: Path, inventory: Path) -> Scenario:
+    drift_file = directory / "drift.yml"
+    plays = yaml.safe_load(drift_file.read_text())
+    play_vars: dict[str, Any] = plays[0].get("vars", {})
+    try:
+        modules = tuple(play_vars["kijun_audit_modules"])
+        controls = frozenset(play_vars["kijun_drift_controls"])
+        changes = frozenset(play_vars["kijun_drift_changes"])
+    except KeyError as exc:
+        raise RoleTestFailure(
+            f"{drift_file}: the first play must set vars kijun_audit_modules, "
+            f"kijun_drift_controls and kijun_drift_changes (missing {exc})"
+        ) from None
+    return Scenario(directory, inventory, modules, controls, changes)
+
+
+def _env() -> dict[str, str]:
+    env = podman.environ()
+    env["ANSIBLE_CONFIG"] = str(paths.repo_root() / "ansible.cfg")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=paths.repo_root(),
+        check=False,
+        **kwargs,
+    )
+
+
+def playbook(scenario: Scenario, name: str, *extra: str) -> dict[str, Any]:
+    """Run a scenario playbook with the JSON callback; return the parsed result."""
+    env_cb = {"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i", str(scenario.inventory),
+            str(scenario.directory / name),
+            *extra,
+        ],
+        capture_output=True, text=True, check=False, cwd=paths.repo_root(),
+        env={**_env(), **env_cb, "ANSIBLE_ROLES_PATH": str(paths.repo_root() / "roles")},
+    )  # fmt: skip
+    try:
+        result: dict[str, Any] = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        raise RoleTestFailure(
+            f"{name} {' '.join(extra)} did not run (exit {proc.returncode}):\n"
+            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        ) from None
+    failed = {h: s for h, s in result["stats"].items() if s.get("failures") or s.get("unreachable")}
+    if failed:
+        raise RoleTestFailure(f"{name} {' '.join(extra)} failed on {failed}: {_failures(result)}")
+    return result
+
+
+def _failures(result: dict[str, Any]) -> list[str]:
+    out = []
+    for play in result.get("plays", []):
+        for task in play.get("tasks", []):
+            for host, res in task.get("hosts", {}).items():
+                if res.get("failed") or res.get("unreachable"):
+                    out.append(f"{host}: {task['task']['name']}: {res.get('msg', '')}")
+    return out
+
+
+def changed_tasks(result: dict[str, Any]) -> dict[str, set[str]]:
+    changed: dict[str, set[str]] = {}
+    for play in result.get("plays", []):
+        for task in play.get("tasks", []):
+            for host, res in task.get("hosts", {}).items():
+                if res.get("changed"):
+                    # "role : task name" -> "task name"
+                    name = str(task["task"]["name"]).split(" : ", 1)[-1]
+                    changed.setdefault(host, set()).add(name)
+    return changed
+
+
+def audit(scenario: Scenario) -> list[dict[str, Any]]:
+    """Run the scenario's audit modules against its instances; return the per-check records."""
+    with tempfile.TemporaryDirectory() as tmp:
+        results = Path(tmp) / "results.json"
+        modules = [
+            str(paths.repo_root() / "audits" / f"test_{m}.py") for m in scenario.audit_modules
+        ]
+        hosts = ",".join(f"podman://{h}" for h in scenario.hosts)
+        proc = _run(
+            [
+                sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                "--rootdir", str(paths.repo_root() / "audits"),
+                f"--hosts={hosts}", f"--kijun-inventory={scenario.inventory}",
+                f"--kijun-results={results}", *modules,
+            ]
+        )  # fmt: skip
+        if not results.is_file():
+            raise RoleTestFailure(f"the audits did not run:\n{proc.stdout[-3000:]}{proc.stderr}")
+        records: list[dict[str, Any]] = json.loads(results.read_text())
+    if proc.returncode not in (0, 1) or not records:
+        raise RoleTestFailure(f"the audits did not run cleanly:\n{proc.stdout[-3000:]}")
+    return records
+
+
+def _failing(records: list[dict[str, Any]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for r in records:
+        if r["outcome"] not in ("pass", "not_applicable"):
+            out.setdefault(r["control"], []).append(
+                f"{r['host']} {r['check']}: {r['outcome']} {r['message']}"
+            )
+    return out
+
+
+def admin_can_log_in(host: str) -> None:
+    """The lab admin logs in over SSH with the lab key and runs sudo on the instance."""
+    info = podman.run_json(["inspect", host])
+    addresses = [n["IPAddress"] for n in info[0]["NetworkSettings"]["Networks"].values()]
+    if not addresses:
+        raise RoleTestFailure(f"{host}: no network address to log in to")
+    proc = _run(
+        [
+            "ssh", "-i", str(lab.key_path()),
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
+            f"{lab.ADMIN_USER}@{addresses[0]}", "sudo -n id -u",
+        ],
+        timeout=60,
+    )  # fmt: skip
+    if proc.returncode != 0 or proc.stdout.strip() != "0":
+        raise RoleTestFailure(
+            f"{host}: the admin can no longer log in over SSH and use sudo: {proc.stderr.strip()}"
+        )
+
+
+def verify(scenario: Scenario, say: Any = print) -> None:
+    for host in scenario.hosts:
+        admin_can_log_in(host)
+    say("admin logs in over SSH and uses sudo on every instance")
+
+    result = playbook(scenario, "converge.yml", "--check", "--diff")
+    changed = changed_tasks(result)
+    if changed:
+        raise RoleTestFailure(f"check mode on the converged instances reports changes: {changed}")
+    say("check mode after converge: zero changes")
+
+    failing = _failing(audit(scenario))
+    if failing:
+        raise RoleTestFailure(f"the audits fail on the converged instances: {failing}")
+    say(f"audits {', '.join(scenario.audit_modules)} pass")
+
+    playbook(scenario, "drift.yml")
+    failing = _failing(audit(scenario))
+    if set(failing) != scenario.drift_controls:
+        raise RoleTestFailure(
+            f"after drift the audits should fail exactly {sorted(scenario.drift_controls)}, "
+            f"they fail {sorted(failing)}: {failing}"
+        )
+    say(f"drift is reported against {', '.join(sorted(failing))} and no other control")
+
+    changed = changed_tasks(playbook(scenario, "converge.yml", "--check", "--diff"))
+    reported = set().union(*changed.values()) if changed else set()
+    if reported != scenario.drift_changes:
+        raise RoleTestFailure(
+            f"check mode on the drifted instances should report {sorted(scenario.drift_changes)}, "
+            f"it reports {changed}"
+        )
+    say(f"check mode on the drifted instances reports exactly: {', '.join(sorted(reported))}")
+    for host in scenario.hosts:
+        admin_can_log_in(host)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kijun.roletest", description=__doc__)
+    parser.add_argument("--scenario", type=Path, required=True, help="molecule scenario directory")
+    parser.add_argument("--inventory", type=Path, required=True, help="molecule's inventory dir")
+    args = parser.parse_args(argv)
+    try:
+        verify(load_scenario(args.scenario, args.inventory))
+    except RoleTestFailure as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    print("role verified")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

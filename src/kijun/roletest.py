@@ -9,7 +9,10 @@ the rest of what a kijun role promises, against the real instances:
 4. drift: ``drift.yml`` changes settings behind the role's back; the audits then fail exactly
    the controls it names (``kijun_drift_controls``) and no other, and check mode reports
    exactly the role tasks it names (``kijun_drift_changes``) as changed;
-5. the admin still logs in after the drift.
+5. each further case of ``drift_cases.yml`` (the lab's drift tests read the same file): the
+   instances are converged again, the case's shell command drifts them, and the audits fail
+   exactly the case's controls;
+6. the admin still logs in after the drift.
 """
 
 from __future__ import annotations
@@ -34,12 +37,42 @@ class RoleTestFailure(AssertionError):
 
 
 @dataclass(frozen=True)
+class DriftCase:
+    name: str
+    command: str  # run as root on each target host
+    controls: frozenset[str]
+    group: str | None = None  # only hosts of this inventory group (None: every host)
+
+
+def load_drift_cases(path: Path) -> list[DriftCase]:
+    """Drift cases: ``[{name, command, controls: [ID...], group?}]``."""
+    if not path.is_file():
+        return []
+    raw = yaml.safe_load(path.read_text()) or []
+    cases = []
+    for i, entry in enumerate(raw):
+        unknown = set(entry) - {"name", "command", "controls", "group"}
+        if unknown or not {"name", "command", "controls"} <= set(entry):
+            raise RoleTestFailure(
+                f"{path}: case {i + 1} needs name, command and controls (optional group); "
+                f"unknown keys: {sorted(unknown)}"
+            )
+        cases.append(
+            DriftCase(
+                entry["name"], entry["command"], frozenset(entry["controls"]), entry.get("group")
+            )
+        )
+    return cases
+
+
+@dataclass(frozen=True)
 class Scenario:
     directory: Path
     inventory: Path
     audit_modules: tuple[str, ...]
     drift_controls: frozenset[str]
     drift_changes: frozenset[str]
+    cases: tuple[DriftCase, ...] = ()
 
     @property
     def hosts(self) -> list[str]:
@@ -60,7 +93,17 @@ def load_scenario(directory: Path, inventory: Path) -> Scenario:
             f"{drift_file}: the first play must set vars kijun_audit_modules, "
             f"kijun_drift_controls and kijun_drift_changes (missing {exc})"
         ) from None
-    return Scenario(directory, inventory, modules, controls, changes)
+    cases = tuple(load_drift_cases(directory / "drift_cases.yml"))
+    return Scenario(directory, inventory, modules, controls, changes, cases)
+
+
+def _group_hosts(scenario: Scenario, group: str | None) -> list[str]:
+    if group is None:
+        return scenario.hosts
+    from kijun import variables
+
+    hosts = variables.load(scenario.inventory)
+    return sorted(h for h, hv in hosts.items() if group in hv.groups)
 
 
 def _env() -> dict[str, str]:
@@ -218,6 +261,25 @@ def verify(scenario: Scenario, say: Any = print) -> None:
             f"it reports {changed}"
         )
     say(f"check mode on the drifted instances reports exactly: {', '.join(sorted(reported))}")
+
+    for case in scenario.cases:
+        playbook(scenario, "converge.yml")
+        targets = _group_hosts(scenario, case.group)
+        if not targets:
+            raise RoleTestFailure(f"drift case {case.name!r}: no instance in group {case.group}")
+        for host in targets:
+            proc = podman.run(["exec", host, "/bin/sh", "-c", case.command], check=False)
+            if proc.returncode != 0:
+                raise RoleTestFailure(
+                    f"drift case {case.name!r}: the command failed on {host}: {proc.stderr}"
+                )
+        failing = _failing(audit(scenario))
+        if set(failing) != case.controls:
+            raise RoleTestFailure(
+                f"drift case {case.name!r} should fail exactly {sorted(case.controls)}, "
+                f"the audits fail {sorted(failing)}: {failing}"
+            )
+        say(f"drift case {case.name!r} is reported against {', '.join(sorted(failing))}")
     for host in scenario.hosts:
         admin_can_log_in(host)
 

@@ -22,7 +22,7 @@ from jsonschema import Draft202012Validator, ValidationError
 Loc = tuple[str | int, ...]
 
 # Top-level lists and mappings whose items are named by their id (or seed key) in locations.
-_NAMED_COLLECTIONS = ("controls", "seeds")
+_NAMED_COLLECTIONS = ("controls", "seeds", "exceptions")
 
 _SCALAR_TAGS = {
     f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "timestamp")
@@ -209,7 +209,14 @@ class _Builder:
             self._fail(node, f"unsupported YAML tag {node.tag!r}; remove it")
             return None
         self.texts[loc] = str(node.value)
-        return self.loader.construct_object(node)
+        try:
+            return self.loader.construct_object(node)
+        except ValueError:
+            # A scalar that looks like a timestamp but is no real date (2027-02-30) or an
+            # explicitly tagged one that is not of its tag: keep its text, for the reader's
+            # checks to refuse with their own hint (``safe_load`` would crash here).
+            self.loader.recursive_objects.pop(node, None)
+            return str(node.value)
 
 
 def load_validator(path: Path) -> tuple[Draft202012Validator | None, list[Problem]]:

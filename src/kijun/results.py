@@ -1,0 +1,97 @@
+"""The audit's results: one status per control per host, with what was expected and found.
+
+This is the model behind ``results.json`` in an evidence bundle (schema ``kijun-results/1``,
+documented in ``docs``-like detail in ``audits/RESULTS.md``) and behind every report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+SCHEMA = "kijun-results/1"
+
+
+class Status(StrEnum):
+    PASS = "pass"  # every applicable check of the control passed
+    FAIL = "fail"  # at least one check failed (and no valid exception covers it)
+    WAIVED = "waived"  # failing, but covered by a valid approved exception (逸脱承認)
+    ERROR = "error"  # a check could not run (the host answered, the check broke)
+    NOT_ASSESSED = "not_assessed"  # the host was unreachable or the run was interrupted
+    NOT_APPLICABLE = "not_applicable"  # the control does not apply to this host
+
+
+# Worst first: a control's status is the worst of its checks' outcomes.
+SEVERITY = [
+    Status.NOT_ASSESSED,
+    Status.ERROR,
+    Status.FAIL,
+    Status.WAIVED,
+    Status.PASS,
+    Status.NOT_APPLICABLE,
+]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: str
+    outcome: str  # pass | fail | error | not_applicable | not_assessed
+    expected: Any = None
+    observed: Any = None
+    message: str = ""
+    evidence: tuple[str, ...] = ()  # snapshot keys the check read
+
+
+@dataclass(frozen=True)
+class Clause:
+    """A policy clause the control serves: the profile's own clause, or a seed reference."""
+
+    clause: str
+    source: str  # profile name, or seed key (S0..S4)
+    quote: str = ""
+
+
+@dataclass(frozen=True)
+class Waiver:
+    exception_id: str
+    reason: str
+    compensating_measure: str
+    valid_from: str
+    valid_until: str
+    approved_by: str
+    approved_on: str
+
+
+@dataclass
+class ControlResult:
+    host: str
+    control: str
+    area: str
+    title: dict[str, str]
+    status: Status
+    expected: Any = None
+    observed: Any = None
+    message: str = ""
+    references: list[Clause] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)  # bundle paths, e.g. raw/lg-app01/time/...
+    waiver: Waiver | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = str(self.status)
+        return data
+
+
+@dataclass
+class HostResult:
+    host: str
+    zones: list[str]
+    groups: list[str]
+    assessed: bool
+    reason: str = ""  # why not assessed
+
+
+def worst(outcomes: list[Status]) -> Status:
+    return min(outcomes, key=SEVERITY.index) if outcomes else Status.NOT_APPLICABLE

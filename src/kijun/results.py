@@ -1,7 +1,7 @@
 """The audit's results: one status per control per host, with what was expected and found.
 
 This is the model behind ``results.json`` in an evidence bundle (schema ``kijun-results/1``,
-documented in ``docs``-like detail in ``audits/RESULTS.md``) and behind every report.
+documented in ``audits/RESULTS.md``) and behind every report made from it.
 """
 
 from __future__ import annotations
@@ -95,3 +95,65 @@ class HostResult:
 
 def worst(outcomes: list[Status]) -> Status:
     return min(outcomes, key=SEVERITY.index) if outcomes else Status.NOT_APPLICABLE
+
+
+@dataclass
+class RunInfo:
+    run_id: str
+    started: str  # UTC, ISO 8601 with Z
+    finished: str
+    kijun_version: str
+    inventory: str  # the inventory path as given
+    inventory_id: str  # stable identity of the inventory for history (its resolved path)
+    profile: dict[str, Any]  # {name, title{ja,en}, organisation{ja,en}} or {} without profile
+    operator: str
+    git: dict[str, Any]  # {commit, dirty}
+    selection: dict[str, Any] = field(default_factory=dict)  # limit, area, control given
+
+
+@dataclass
+class DriftEntry:
+    host: str
+    control: str
+    status: str
+    since: str | None = None  # run start (UTC) since which the control has been failing
+
+
+@dataclass
+class Drift:
+    """What changed since the previous run of the same inventory."""
+
+    previous_run_id: str | None
+    new_failures: list[DriftEntry] = field(default_factory=list)
+    resolved: list[DriftEntry] = field(default_factory=list)
+    still_failing: list[DriftEntry] = field(default_factory=list)
+
+
+@dataclass
+class RunDocument:
+    """The whole of ``results.json``."""
+
+    run: RunInfo
+    hosts: list[HostResult]
+    results: list[ControlResult]
+    unused_exceptions: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # {id, file, line, reason}
+    drift: Drift | None = None
+
+    def counts(self) -> dict[str, int]:
+        out = {str(s): 0 for s in Status}
+        for r in self.results:
+            out[str(r.status)] += 1
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "run": asdict(self.run),
+            "summary": self.counts(),
+            "hosts": [asdict(h) for h in self.hosts],
+            "results": [r.as_dict() for r in self.results],
+            "unused_exceptions": self.unused_exceptions,
+            "drift": asdict(self.drift) if self.drift else None,
+        }

@@ -6,6 +6,8 @@ the rest of what a kijun role promises, against the real instances:
 1. the admin still logs in over SSH and can use sudo (a baseline must never lock them out);
 2. check mode on the converged instances reports zero changes;
 3. the role's audits (``audits/test_<module>.py``) pass, reading the scenario's inventory;
+   then each ``verify_*.yml`` playbook of the scenario runs (in name order) and must not fail:
+   a role proves there what only a real action shows (e.g. a wrong password is counted);
 4. drift: ``drift.yml`` changes settings behind the role's back; the audits then fail exactly
    the controls it names (``kijun_drift_controls``) and no other, and check mode reports
    exactly the role tasks it names (``kijun_drift_changes``) as changed;
@@ -191,7 +193,7 @@ def audit(scenario: Scenario) -> list[dict[str, Any]]:
         )  # fmt: skip
         if not results.is_file():
             raise RoleTestFailure(f"the audits did not run:\n{proc.stdout[-3000:]}{proc.stderr}")
-        records: list[dict[str, Any]] = json.loads(results.read_text())
+        records: list[dict[str, Any]] = json.loads(results.read_text())["checks"]
     if proc.returncode not in (0, 1) or not records:
         raise RoleTestFailure(f"the audits did not run cleanly:\n{proc.stdout[-3000:]}")
     return records
@@ -243,6 +245,10 @@ def verify(scenario: Scenario, say: Any = print) -> None:
     if failing:
         raise RoleTestFailure(f"the audits fail on the converged instances: {failing}")
     say(f"audits {', '.join(scenario.audit_modules)} pass")
+
+    for extra in sorted(scenario.directory.glob("verify_*.yml")):
+        playbook(scenario, extra.name)
+        say(f"{extra.name} passes")
 
     playbook(scenario, "drift.yml")
     failing = _failing(audit(scenario))

@@ -157,3 +157,47 @@ class RunDocument:
             "unused_exceptions": self.unused_exceptions,
             "drift": asdict(self.drift) if self.drift else None,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunDocument:
+        """The document that :meth:`as_dict` gave ``data`` (e.g. ``results.json`` read back).
+
+        ``summary`` is not read: it is always recomputed from the results. A document of
+        another schema raises ValueError; a missing field raises KeyError or TypeError.
+        """
+        if data.get("schema") != SCHEMA:
+            raise ValueError(f"not a {SCHEMA} document (schema: {data.get('schema')!r})")
+        drift = data.get("drift")
+        return cls(
+            run=RunInfo(**data["run"]),
+            hosts=[HostResult(**h) for h in data["hosts"]],
+            results=[_control_result(r) for r in data["results"]],
+            unused_exceptions=list(data.get("unused_exceptions") or []),
+            drift=_drift(drift) if drift is not None else None,
+        )
+
+
+def _control_result(data: dict[str, Any]) -> ControlResult:
+    fields = dict(data)
+    fields["status"] = Status(data["status"])
+    fields["references"] = [Clause(**c) for c in data.get("references", [])]
+    fields["checks"] = [
+        CheckResult(**{**c, "evidence": tuple(c.get("evidence", ()))})
+        for c in data.get("checks", [])
+    ]
+    fields["evidence"] = list(data.get("evidence", []))
+    waiver = data.get("waiver")
+    fields["waiver"] = Waiver(**waiver) if waiver is not None else None
+    return ControlResult(**fields)
+
+
+def _drift(data: dict[str, Any]) -> Drift:
+    def entries(key: str) -> list[DriftEntry]:
+        return [DriftEntry(**e) for e in data.get(key, [])]
+
+    return Drift(
+        previous_run_id=data["previous_run_id"],
+        new_failures=entries("new_failures"),
+        resolved=entries("resolved"),
+        still_failing=entries("still_failing"),
+    )

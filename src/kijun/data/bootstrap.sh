@@ -16,6 +16,7 @@ APT_PACKAGES=(
   debootstrap                                            # builds the lab image
   openssh-client                                         # the control node's SSH
   git tar iproute2 ca-certificates
+  chromium fonts-noto-cjk                                # renders and checks report.html
 )
 # A site may need more (e.g. a mirror's keyring): KIJUN_EXTRA_APT_PACKAGES="pkg1 pkg2".
 read -r -a extra <<< "${KIJUN_EXTRA_APT_PACKAGES:-}"

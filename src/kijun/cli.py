@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
@@ -266,3 +267,216 @@ def catalog_check(
         f"catalog OK: {len(loaded.controls)} controls in {len(loaded.areas)} areas, "
         f"{len(checked)} profile{'s' if len(checked) != 1 else ''}"
     )
+
+
+# --- audits, evidence and history -----------------------------------------------------------
+
+STATUS_STYLE = {
+    "pass": ("green", "✓ pass"),
+    "fail": ("red", "✗ fail"),
+    "waived": ("yellow", "~ waived"),
+    "error": ("magenta", "! error"),
+    "not_assessed": ("bold red", "? not assessed"),
+    "not_applicable": ("dim", "– n/a"),
+}
+
+
+@app.command("audit")
+def audit_cmd(
+    inventory: Path = typer.Option(
+        Path("inventories/lab"), "-i", "--inventory", help="Inventory file or directory."
+    ),
+    limit: str | None = typer.Option(None, "--limit", "-l", help="Ansible host pattern."),
+    profile: str | None = typer.Option(
+        None, "--profile", help="Profile (default: the inventory's kijun.yml)."
+    ),
+    area: list[str] = typer.Option([], "--area", help="Only this area (repeatable)."),
+    control: list[str] = typer.Option([], "--control", help="Only this control id (repeatable)."),
+    out: Path | None = typer.Option(None, "--out", help="Directory for evidence bundles."),
+) -> None:
+    """Audit the hosts against the baseline and write an evidence bundle.
+
+    Exit 0: every assessed control passes or is waived. 1: drift (a control fails or errs, or a
+    host could not be assessed). 2: nothing could be assessed, or the command was used wrongly.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from kijun import audit as audit_mod
+    from kijun import catalog as catalog_mod
+    from kijun import exceptions as exceptions_mod
+    from kijun import tailoring, variables
+
+    err = Console(stderr=True)
+    options = audit_mod.AuditOptions(
+        inventory=inventory, limit=limit, profile=profile, areas=area, controls=control, out=out
+    )
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
+        transient=True,
+    )  # fmt: skip
+    tasks: dict[str, Any] = {}
+
+    def start(hosts: int, checks: int) -> None:
+        tasks["hosts"] = bar.add_task("collecting host state", total=hosts)
+        tasks["checks"] = bar.add_task("running checks", total=checks)
+
+    def collected(host: str, error: str | None) -> None:
+        if error:
+            bar.console.print(f"[bold red]{host}: not assessed[/bold red] ({error})")
+        if "hosts" in tasks:
+            bar.advance(tasks["hosts"])
+
+    def checked(record: dict[str, Any]) -> None:
+        if "checks" in tasks:
+            bar.advance(tasks["checks"])
+
+    try:
+        with bar:
+            outcome = audit_mod.execute(options, audit_mod.Progress(start, collected, checked))
+    except (
+        audit_mod.UsageError,
+        audit_mod.AuditRunError,
+        catalog_mod.CatalogError,
+        exceptions_mod.ExceptionsError,
+        variables.InventoryError,
+        tailoring.SettingsError,
+        LookupError,
+    ) as exc:
+        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        raise typer.Exit(2) from exc
+    _print_summary(outcome)
+    raise typer.Exit(outcome.code)
+
+
+def _print_summary(outcome: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    doc = outcome.doc
+    areas = sorted({r.area for r in doc.results})
+    table = Table(title=f"kijun audit {doc.run.run_id}")
+    table.add_column("host")
+    for a in areas:
+        table.add_column(a)
+    order = ["not_assessed", "error", "fail", "waived", "pass", "not_applicable"]
+    for h in doc.hosts:
+        row = [h.host]
+        for a in areas:
+            statuses = [str(r.status) for r in doc.results if r.host == h.host and r.area == a]
+            worst = min(statuses, key=order.index) if statuses else "not_applicable"
+            style, label = STATUS_STYLE[worst]
+            row.append(f"[{style}]{label}[/{style}]")
+        table.add_row(*row)
+    console.print(table)
+    problems = [r for r in doc.results if str(r.status) in ("fail", "error", "not_assessed")]
+    if problems:
+        detail = Table(title="controls that need attention", show_lines=False)
+        for col in ("host", "control", "status", "expected", "observed"):
+            detail.add_column(col, overflow="fold")
+        for r in problems:
+            style, label = STATUS_STYLE[str(r.status)]
+            detail.add_row(
+                r.host, f"{r.control} {r.title.get('en', '')}", f"[{style}]{label}[/{style}]",
+                _short(r.expected), _short(r.observed if r.observed is not None else r.message),
+            )  # fmt: skip
+        console.print(detail)
+    waived = [r for r in doc.results if str(r.status) == "waived"]
+    for r in waived:
+        w = r.waiver
+        console.print(
+            f"[yellow]waived[/yellow] {r.host} {r.control}: {w.exception_id if w else ''} "
+            f"until {w.valid_until if w else '?'} — {w.reason if w else ''}",
+            highlight=False,
+        )
+    for u in doc.unused_exceptions:
+        console.print(f"[dim]unused exception {u['id']}: {u['reason']}[/dim]", highlight=False)
+    if outcome.not_covered:
+        console.print(
+            f"[dim]not audited yet (no audit module): {', '.join(outcome.not_covered)}[/dim]"
+        )
+    counts = doc.counts()
+    console.print(
+        "  ".join(f"{k}={v}" for k, v in counts.items() if v),
+        highlight=False,
+    )
+    if outcome.new_key:
+        console.print(f"made a signing key: {outcome.new_key} (kijun keys init)")
+    if outcome.bundle:
+        console.print(f"evidence: {outcome.bundle}  (report: {outcome.bundle / 'report.html'})")
+        console.print(f"          {outcome.archive}; check it with `kijun verify {outcome.bundle}`")
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = value if isinstance(value, str) else json_dumps(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def json_dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+keys_app = typer.Typer(help="The signing key for evidence bundles.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("init")
+def keys_init(
+    force: bool = typer.Option(False, "--force", help="Replace an existing key."),
+) -> None:
+    """Make the Ed25519 key that signs every evidence bundle's manifest."""
+    from kijun import signing
+
+    try:
+        public = signing.init_keys(force=force)
+    except signing.SigningError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"signing key made; public key (give it to your auditors): {public}")
+
+
+@app.command("verify")
+def verify_cmd(
+    bundle: Path = typer.Argument(..., help="Bundle directory or .tar.gz."),
+    trusted_key: Path | None = typer.Option(
+        None, "--trusted-key", help="The public key the bundle must be signed with."
+    ),
+) -> None:
+    """Check every file hash and the signature of an evidence bundle, offline."""
+    from kijun import signing
+
+    if not bundle.exists():
+        typer.echo(f"error: {bundle} does not exist", err=True)
+        raise typer.Exit(2)
+    report = signing.verify_bundle(bundle, trusted_key)
+    typer.echo(report.text())
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command("history")
+def history_cmd(
+    inventory: Path | None = typer.Option(None, "-i", "--inventory", help="Only this inventory."),
+    limit: int = typer.Option(20, "--last", help="How many runs to show."),
+) -> None:
+    """List recorded audit runs with their counts per status."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from kijun import history
+
+    runs = history.History().list_runs(str(inventory.resolve()) if inventory else None, limit=limit)
+    table = Table(title="kijun audit history")
+    for col in ("run", "started (UTC)", "inventory", "profile", "pass", "fail", "waived",
+                "error", "not assessed", "bundle"):  # fmt: skip
+        table.add_column(col)
+    for r in runs:
+        c = r.counts
+        table.add_row(
+            r.run_id, r.started, Path(r.inventory_id).name, r.profile or "",
+            str(c.get("pass", 0)), str(c.get("fail", 0)), str(c.get("waived", 0)),
+            str(c.get("error", 0)), str(c.get("not_assessed", 0)), r.bundle or "",
+        )  # fmt: skip
+    Console().print(table)

@@ -9,13 +9,26 @@ the precedence is Ansible's and not a re-implementation of it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from kijun import paths
+
+
+CONNECTION_VARS = (
+    "ansible_host",
+    "ansible_port",
+    "ansible_user",
+    "ansible_connection",
+    "ansible_become",
+    "ansible_ssh_private_key_file",
+    "ansible_private_key_file",
+    "ansible_ssh_common_args",
+    "ansible_ssh_extra_args",
+)
 
 
 class InventoryError(ValueError):
@@ -27,6 +40,7 @@ class HostVars:
     name: str
     groups: frozenset[str]
     values: dict[str, Any]
+    connection: dict[str, Any] = field(default_factory=dict)  # ansible_host, ansible_user, ...
 
     @property
     def zones(self) -> frozenset[str]:
@@ -71,8 +85,9 @@ def load(inventory: Path, roles_dir: Path | None = None) -> dict[str, HostVars]:
             # Only the roles' and kijun's variables are templated (and returned): other
             # inventories' variables may hold lookups that only make sense inside a play.
             ours = {k: templar.template(v) for k, v in values.items() if k.startswith(prefixes)}
+            conn = {k: templar.template(raw[k]) for k in CONNECTION_VARS if k in raw}
             result[host.name] = HostVars(
-                host.name, frozenset(g.name for g in host.get_groups()), ours
+                host.name, frozenset(g.name for g in host.get_groups()), ours, conn
             )
     except AnsibleError as exc:
         raise InventoryError(f"{inventory}: {exc}") from exc

@@ -17,7 +17,6 @@ import yaml
 
 from kijun import paths
 
-
 CONNECTION_VARS = (
     "ansible_host",
     "ansible_port",

@@ -28,6 +28,8 @@ _SCALAR_TAGS = {
     f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "timestamp")
 }
 _MAP_TAG = "tag:yaml.org,2002:map"
+# libyaml's loader when PyYAML was built with it (about ten times faster), else the Python one.
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 
 
@@ -131,7 +133,7 @@ def read_yaml(path: Path) -> tuple[SourceFile | None, list[Problem]]:
         return None, [Problem(path, 0, "file is missing; create it (see catalog/FORMAT.md)")]
     except UnicodeDecodeError as err:
         return None, [Problem(path, 0, f"not UTF-8 text ({err.reason}); save it as UTF-8")]
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     builder = _Builder(path, loader)
     try:
         node = loader.get_single_node()
@@ -153,7 +155,7 @@ class _Builder:
     """Builds plain data from composed YAML nodes, recording lines and refusing what
     ``safe_load`` would silently accept or what is not plain YAML."""
 
-    def __init__(self, path: Path, loader: yaml.SafeLoader) -> None:
+    def __init__(self, path: Path, loader: Any) -> None:
         self.path = path
         self.loader = loader
         self.lines: dict[Loc, int] = {}

@@ -480,3 +480,7 @@ def history_cmd(
             str(c.get("error", 0)), str(c.get("not_assessed", 0)), r.bundle or "",
         )  # fmt: skip
     Console().print(table)
+
+
+if __name__ == "__main__":
+    app()

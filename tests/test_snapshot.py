@@ -1,0 +1,52 @@
+"""The collection step: one script, commands run together, outputs parsed back exactly."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from kijun import snapshot
+
+
+def _run(commands: dict[str, str]) -> dict[str, snapshot.Output]:
+    line, marker = snapshot.remote_command(commands)
+    proc = subprocess.run(["sh", "-c", line], capture_output=True, text=True, check=True)
+    return snapshot.parse(proc.stdout, marker, sorted(commands))
+
+
+def test_outputs_and_exit_statuses_come_back_exactly() -> None:
+    out = _run(
+        {
+            "t/plain": "echo hello",
+            "t/status": "echo partial; exit 3",
+            "t/no-newline": "printf 'a\\nb'",
+            "t/empty": "true",
+            "t/stderr-dropped": "echo visible; echo hidden >&2",
+            "t/quotes": "printf '%s\\n' \"it's \\$HOME\"",
+        }
+    )
+    assert out["t/plain"] == snapshot.Output("hello\n", 0)
+    assert out["t/status"] == snapshot.Output("partial\n", 3)
+    assert out["t/no-newline"] == snapshot.Output("a\nb", 0)
+    assert out["t/empty"] == snapshot.Output("", 0)
+    assert out["t/stderr-dropped"].stdout == "visible\n"
+    assert out["t/quotes"].stdout == "it's $HOME\n"
+
+
+def test_commands_run_concurrently() -> None:
+    started = time.monotonic()
+    out = _run({f"t/sleep{i}": "sleep 0.5; echo done" for i in range(6)})
+    assert all(o.stdout == "done\n" for o in out.values())
+    assert time.monotonic() - started < 2.0  # six half-second commands together, not 3 s
+
+
+def test_a_missing_output_is_an_error() -> None:
+    with pytest.raises(snapshot.SnapshotError, match="t/b"):
+        snapshot.parse("", "@@x", ["t/b"])
+
+
+def test_keys_are_checked() -> None:
+    with pytest.raises(ValueError, match="area/name"):
+        snapshot.build_script({"bad key": "true"}, "@@x")

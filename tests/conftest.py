@@ -32,3 +32,25 @@ def run_kijun(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[s
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+def playbook(*args: str, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook playbooks/site.yml on the lab inventory."""
+    return subprocess.run(
+        [str(VENV_BIN / "ansible-playbook"), "playbooks/site.yml", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def applied_lab() -> str:
+    """The lab up with the baseline applied once; the playbook's output."""
+    proc = run_kijun("lab", "up")
+    assert proc.returncode == 0, proc.stderr
+    first = playbook()
+    assert first.returncode == 0, first.stdout[-5000:]
+    return first.stdout

@@ -404,8 +404,15 @@ def _print_summary(outcome: Any) -> None:
     if outcome.new_key:
         console.print(f"made a signing key: {outcome.new_key} (kijun keys init)")
     if outcome.bundle:
-        console.print(f"evidence: {outcome.bundle}  (report: {outcome.bundle / 'report.html'})")
-        console.print(f"          {outcome.archive}; check it with `kijun verify {outcome.bundle}`")
+        console.print(f"evidence: {outcome.bundle}", soft_wrap=True, highlight=False)
+        console.print(
+            f"report:   {outcome.bundle / 'report.html'}", soft_wrap=True, highlight=False
+        )
+        console.print(
+            f"archive:  {outcome.archive} (check: kijun verify {outcome.bundle})",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 def _short(value: Any, width: int = 60) -> str:

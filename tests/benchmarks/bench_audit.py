@@ -66,8 +66,9 @@ def main() -> None:
     rows.append((f"ansible-playbook playbooks/site.yml --check --diff --limit {args.host}", peer))
     timed(kijun, 1)
     every = statistics.median(timed(kijun, args.runs))
-    hosts = len(subprocess.run([str(BIN / "kijun"), "lab", "status", "--json"], cwd=ROOT, env=ENV,
-                               capture_output=True, text=True, check=False).stdout.split('"host"')) - 1  # fmt: skip
+    status = subprocess.run([str(BIN / "kijun"), "lab", "status", "--json"], cwd=ROOT, env=ENV,
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    hosts = status.stdout.count('"host"')
     rows.append((f"kijun audit (all {hosts} lab hosts)", every))
     scaled = None
     if args.scale:

@@ -38,9 +38,8 @@ def timed(cmd: list[str], runs: int, ok: tuple[int, ...] = (0, 1)) -> list[float
         proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, check=False)
         times.append(time.perf_counter() - started)
         if proc.returncode not in ok:
-            sys.exit(
-                f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
-            )
+            tail = proc.stdout[-2000:] + proc.stderr[-2000:]
+            sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{tail}")
     return times
 
 

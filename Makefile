@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 .PHONY: help setup demo test test-fast lint lab-up lab-status lab-down
 
 help:
-	@echo "make demo   set up, bring the built-in lab up, apply the baseline to it"
+	@echo "make demo   set up, bring the built-in lab up, apply the baseline, audit it"
 	@echo "make test   set up, then run every test (unit, catalog, lab)"
 	@echo "make lint   ruff, mypy, ansible-lint (production profile), catalog check"
 	@echo "make lab-up | lab-status | lab-down"
@@ -21,6 +21,7 @@ demo: setup
 	$(VENV)/kijun lab up
 	$(VENV)/kijun lab status
 	$(VENV)/ansible-playbook playbooks/site.yml
+	$(VENV)/kijun audit
 
 test: setup
 	$(VENV)/pytest

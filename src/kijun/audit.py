@@ -117,13 +117,18 @@ def run_checks(
     from kijun import audit_plugin
 
     config_path = workdir / "ssh_config"
-    config_path.write_text(targets.ssh_config(p.hosts, p.selected))
+    # Every inventory host is in the config: a check may need to read another host (the log
+    # collector); only the selected ones are audited.
+    config_path.write_text(targets.ssh_config(p.hosts, sorted(p.hosts)))
     specs = targets.host_specs(p.hosts, p.selected, config_path)
+    every = dict(zip(sorted(p.hosts), targets.host_specs(p.hosts, sorted(p.hosts), config_path),
+                     strict=True))  # fmt: skip
     state = audit_plugin.AuditState(
         on_collected=progress.collected,
         on_record=progress.checked,
         preloaded=p.hosts,
         preloaded_catalog=p.catalog,
+        host_spec=every.__getitem__,
     )
 
     class _Runner:

@@ -17,6 +17,10 @@ Fixtures:
   a check reads become its evidence.
 * ``audit`` — records the observed value next to the expected one and fails the check when they
   do not agree.
+* ``inventory_hosts(group)`` — testinfra hosts of an inventory group, reached the way the audited
+  host is. Only for a check that must see another host at the time of the check (LG-06: the
+  probe message the audited host logged in its collection step arrives at the log collector);
+  such a check runs read-only commands on those hosts.
 
 A control that does not apply to the host (its zones and function groups, or the profile says
 so) is skipped as ``not_applicable``. A host whose collection failed is not assessed: its checks
@@ -64,6 +68,7 @@ class AuditState:
     on_record: Callable[[dict[str, Any]], None] | None = None  # progress: one check done
     preloaded: dict[str, variables.HostVars] | None = None  # hosts resolved by the caller
     preloaded_catalog: catalog_mod.Catalog | None = None
+    host_spec: Callable[[str], str] | None = None  # testinfra spec of any inventory host
 
 
 STATE = pytest.StashKey[AuditState]()
@@ -197,6 +202,28 @@ def hostvars(host: Any, pytestconfig: pytest.Config) -> variables.HostVars:
 @pytest.fixture(scope="module")
 def expected(hostvars: variables.HostVars) -> dict[str, Any]:
     return hostvars.values
+
+
+@pytest.fixture(scope="module")
+def inventory_hosts(host: Any, pytestconfig: pytest.Config) -> Callable[[str], dict[str, Any]]:
+    import testinfra
+
+    opt = pytestconfig.option
+    names = ("connection", "ssh_config", "ssh_identity_file", "sudo", "sudo_user")
+    options = {n: getattr(opt, n, None) for n in (*names, "ansible_inventory", "force_ansible")}
+
+    state = pytestconfig.stash[STATE]
+
+    def spec(name: str) -> Any:
+        if state.host_spec is not None:  # kijun audit knows how to reach every host
+            return testinfra.get_host(state.host_spec(name))
+        return testinfra.get_host(f"{host.backend.NAME}://{name}", **options)
+
+    def hosts(group: str) -> dict[str, Any]:
+        members = sorted(n for n, hv in state.hosts.items() if group in hv.groups)
+        return {name: host if name == inventory_name(host) else spec(name) for name in members}
+
+    return hosts
 
 
 class TrackedSnapshot:

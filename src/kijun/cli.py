@@ -343,7 +343,7 @@ def audit_cmd(
         tailoring.SettingsError,
         LookupError,
     ) as exc:
-        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
     _print_summary(outcome)
     raise typer.Exit(outcome.code)

@@ -15,7 +15,7 @@ from kijun.results import (
     Waiver,
 )
 
-INVENTORY = "/work/kijun/inventories/lab"
+INVENTORY = "/srv/kijun/inventories/lab"
 
 TITLES = {
     "PW-01": {"ja": "パスワードの長さと文字種", "en": "Password length and character classes"},

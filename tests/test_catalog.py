@@ -721,9 +721,6 @@ def test_cli_catalog_check(runner: CliRunner, tmp_path: Path) -> None:
 # --- the real catalog -------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(
-    not any((REAL_CATALOG / "controls").glob("*.yml")), reason="catalog content not written yet"
-)
 def test_real_catalog_and_profiles_validate() -> None:
     catalog = load_catalog(REAL_CATALOG)
     assert set(catalog.areas) >= CORE_AREAS

@@ -18,7 +18,7 @@ from kijun.results import ControlResult, Drift, DriftEntry, RunDocument, Status
 from tests.rundocs import INVENTORY, run_doc
 
 S = Status
-OTHER_INVENTORY = "/work/kijun/inventories/myorg"
+OTHER_INVENTORY = "/srv/kijun/inventories/myorg"
 
 
 @pytest.fixture

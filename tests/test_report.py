@@ -85,7 +85,7 @@ def sample_doc(*, drift: Drift | None = None, first_run: bool = False) -> RunDoc
         finished="2026-11-21T23:23:12Z",
         kijun_version="0.1.0",
         inventory="inventories/lab",
-        inventory_id="/work/main/inventories/lab",
+        inventory_id="/srv/kijun/inventories/lab",
         profile={
             "name": "shimojo",
             "title": {"ja": "下條村 情報セキュリティ対策基準", "en": "Shimojo security standards"},

@@ -140,7 +140,7 @@ def test_not_applicable_is_observed_but_not_a_finding(
     (result,) = body(every_status, catalog)["results"]
     assert ("lg-app01", "LG-01") not in by_pair(result["findings"])
     observation = by_pair(result["observations"])[("lg-app01", "LG-01")]
-    assert "対象外 / not applicable" in observation["description"]
+    assert "対象外 / Not applicable" in observation["description"]
 
 
 def test_observed_and_expected_values(every_status: RunDocument, catalog: Catalog) -> None:

@@ -20,9 +20,7 @@ from typing import Any
 from kijun import __version__, paths, results, targets, variables
 from kijun import catalog as catalog_mod
 from kijun import exceptions as exceptions_mod
-from kijun.results import CheckResult, Clause, ControlResult, HostResult, Status
-
-JST = dt.timezone(dt.timedelta(hours=9), "JST")
+from kijun.results import JST, CheckResult, Clause, ControlResult, HostResult, Status
 
 EXIT_OK = 0  # every assessed control passes or is waived, every host assessed
 EXIT_DRIFT = 1  # a control fails or errs, or a host could not be assessed

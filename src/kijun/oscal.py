@@ -62,7 +62,15 @@ from typing import Any
 from urllib.parse import quote
 
 from kijun.catalog import Catalog, Control
-from kijun.results import CheckResult, ControlResult, HostResult, RunDocument, Status, Waiver
+from kijun.results import (
+    STATUS_TEXT,
+    CheckResult,
+    ControlResult,
+    HostResult,
+    RunDocument,
+    Status,
+    Waiver,
+)
 
 __all__ = [
     "NS",
@@ -81,14 +89,6 @@ NS = "https://kijun.invalid/ns/oscal"  # namespace of kijun's own props
 UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, NS)
 JST_OFFSET = "+09:00"
 
-STATUS_WORDS: dict[Status, tuple[str, str]] = {
-    Status.PASS: ("適合", "pass"),
-    Status.FAIL: ("不適合", "fail"),
-    Status.WAIVED: ("承認済み逸脱", "waived (approved deviation)"),
-    Status.ERROR: ("エラー", "error"),
-    Status.NOT_ASSESSED: ("未評価", "not assessed"),
-    Status.NOT_APPLICABLE: ("対象外", "not applicable"),
-}
 
 _TOKEN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _VALUE_RE = re.compile(r"^\S(.*\S)?$")
@@ -144,7 +144,7 @@ def _code(text: str) -> str:
 
 
 def _words(status: Status) -> str:
-    ja, en = STATUS_WORDS[status]
+    ja, en = STATUS_TEXT[status]
     return f"{ja} / {en}"
 
 
@@ -534,7 +534,7 @@ class _Builder:
             findings.append(self.finding(r, risk))
         observations += [self.host_observation(h) for h in self.hosts.values() if not h.assessed]
         counts = self.doc.counts()
-        summary = ", ".join(f"{STATUS_WORDS[Status(k)][1]} {v}" for k, v in counts.items() if v)
+        summary = ", ".join(f"{STATUS_TEXT[Status(k)][1]} {v}" for k, v in counts.items() if v)
         assessed = sum(1 for h in self.hosts.values() if h.assessed)
         props = [
             _prop("run-id", self.run_id),

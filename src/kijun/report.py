@@ -24,7 +24,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -32,7 +32,7 @@ import jinja2
 
 from kijun.catalog import Catalog
 from kijun.evidence import EvidenceError, check_relpath
-from kijun.results import Clause, ControlResult, HostResult, RunDocument, Status
+from kijun.results import JST, STATUS_TEXT, Clause, ControlResult, HostResult, RunDocument, Status
 
 __all__ = [
     "CHECKLIST_HEADER",
@@ -48,17 +48,6 @@ __all__ = [
     "verdict",
 ]
 
-JST = timezone(timedelta(hours=9), "JST")
-
-# Status -> (Japanese, English). The Japanese words are those of a 自己点検表.
-STATUS_TEXT: dict[Status, tuple[str, str]] = {
-    Status.PASS: ("適合", "Pass"),
-    Status.FAIL: ("不適合", "Fail"),
-    Status.WAIVED: ("承認済み逸脱", "Waived"),
-    Status.ERROR: ("エラー", "Error"),
-    Status.NOT_ASSESSED: ("未評価", "Not assessed"),
-    Status.NOT_APPLICABLE: ("対象外", "Not applicable"),
-}
 # A mark beside the words (never instead of them): ○ × △ as on a Japanese checklist.
 STATUS_MARK: dict[Status, str] = {
     Status.PASS: "○",

@@ -6,11 +6,15 @@ documented in ``audits/RESULTS.md``) and behind every report made from it.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
 SCHEMA = "kijun-results/1"
+
+# Japan Standard Time: the date an organisation's register and reports speak of.
+JST = dt.timezone(dt.timedelta(hours=9), "JST")
 
 
 class Status(StrEnum):
@@ -91,6 +95,17 @@ class HostResult:
     groups: list[str]
     assessed: bool
     reason: str = ""  # why not assessed
+
+
+# Status -> (Japanese, English), the words of a 自己点検表 and their English.
+STATUS_TEXT: dict[Status, tuple[str, str]] = {
+    Status.PASS: ("適合", "Pass"),
+    Status.FAIL: ("不適合", "Fail"),
+    Status.WAIVED: ("承認済み逸脱", "Waived"),
+    Status.ERROR: ("エラー", "Error"),
+    Status.NOT_ASSESSED: ("未評価", "Not assessed"),
+    Status.NOT_APPLICABLE: ("対象外", "Not applicable"),
+}
 
 
 def worst(outcomes: list[Status]) -> Status:

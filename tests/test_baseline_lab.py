@@ -53,14 +53,6 @@ def audit(hosts: str = "all") -> list[dict[str, Any]]:
     return records
 
 
-def failing(records: list[dict[str, Any]]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for r in records:
-        if r["outcome"] not in ("pass", "not_applicable"):
-            out.setdefault(r["control"], []).append(f"{r['host']} {r['check']}: {r['message']}")
-    return out
-
-
 def test_baseline_applies_to_every_host(applied_lab: str) -> None:
     recap = _recap(applied_lab)
     assert set(recap) == {h.name for h in lab.default_spec().hosts}
@@ -84,7 +76,7 @@ def test_check_mode_reports_no_change(applied_lab: str) -> None:
 def test_full_audit_passes(applied_lab: str) -> None:
     records = audit()
     assert records, "no audit check ran"
-    assert failing(records) == {}
+    assert roletest.failing(records) == {}
     hosts = {r["host"] for r in records if r["outcome"] == "pass"}
     assert hosts == {h.name for h in lab.default_spec().hosts}
 
@@ -103,12 +95,12 @@ def test_drift_is_reported_against_its_own_control(
         for name in targets:
             proc = lab.exec_on(spec.host(name), f"sudo sh -c {_quote(case.command)}")
             assert proc.returncode == 0, proc.stderr
-        found = failing(audit(",".join(targets)))
+        found = roletest.failing(audit(",".join(targets)))
         assert set(found) == set(case.controls), found
     finally:
         restore = playbook("--limit", ",".join(targets))
         assert restore.returncode == 0, restore.stdout[-3000:]
-    assert failing(audit(",".join(targets))) == {}
+    assert roletest.failing(audit(",".join(targets))) == {}
 
 
 def _quote(text: str) -> str:

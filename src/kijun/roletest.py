@@ -199,7 +199,8 @@ def audit(scenario: Scenario) -> list[dict[str, Any]]:
     return records
 
 
-def _failing(records: list[dict[str, Any]]) -> dict[str, list[str]]:
+def failing(records: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Each control with a check that neither passed nor was not applicable, and why."""
     out: dict[str, list[str]] = {}
     for r in records:
         if r["outcome"] not in ("pass", "not_applicable"):
@@ -241,9 +242,9 @@ def verify(scenario: Scenario, say: Any = print) -> None:
         raise RoleTestFailure(f"check mode on the converged instances reports changes: {changed}")
     say("check mode after converge: zero changes")
 
-    failing = _failing(audit(scenario))
-    if failing:
-        raise RoleTestFailure(f"the audits fail on the converged instances: {failing}")
+    found = failing(audit(scenario))
+    if found:
+        raise RoleTestFailure(f"the audits fail on the converged instances: {found}")
     say(f"audits {', '.join(scenario.audit_modules)} pass")
 
     for extra in sorted(scenario.directory.glob("verify_*.yml")):
@@ -251,13 +252,13 @@ def verify(scenario: Scenario, say: Any = print) -> None:
         say(f"{extra.name} passes")
 
     playbook(scenario, "drift.yml")
-    failing = _failing(audit(scenario))
-    if set(failing) != scenario.drift_controls:
+    found = failing(audit(scenario))
+    if set(found) != scenario.drift_controls:
         raise RoleTestFailure(
             f"after drift the audits should fail exactly {sorted(scenario.drift_controls)}, "
-            f"they fail {sorted(failing)}: {failing}"
+            f"they fail {sorted(found)}: {found}"
         )
-    say(f"drift is reported against {', '.join(sorted(failing))} and no other control")
+    say(f"drift is reported against {', '.join(sorted(found))} and no other control")
 
     changed = changed_tasks(playbook(scenario, "converge.yml", "--check", "--diff"))
     reported = set().union(*changed.values()) if changed else set()
@@ -279,13 +280,13 @@ def verify(scenario: Scenario, say: Any = print) -> None:
                 raise RoleTestFailure(
                     f"drift case {case.name!r}: the command failed on {host}: {proc.stderr}"
                 )
-        failing = _failing(audit(scenario))
-        if set(failing) != case.controls:
+        found = failing(audit(scenario))
+        if set(found) != case.controls:
             raise RoleTestFailure(
                 f"drift case {case.name!r} should fail exactly {sorted(case.controls)}, "
-                f"the audits fail {sorted(failing)}: {failing}"
+                f"the audits fail {sorted(found)}: {found}"
             )
-        say(f"drift case {case.name!r} is reported against {', '.join(sorted(failing))}")
+        say(f"drift case {case.name!r} is reported against {', '.join(sorted(found))}")
     for host in scenario.hosts:
         admin_can_log_in(host)
 

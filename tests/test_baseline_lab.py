@@ -81,26 +81,97 @@ def test_full_audit_passes(applied_lab: str) -> None:
     assert hosts == {h.name for h in lab.default_spec().hosts}
 
 
+# Hosts a drift case without a group may be tried on: plain members of each zone, not the
+# lab's NTP server or log collector (drift there would show on their clients as well).
+PLAIN_HOSTS = ["lg-app01", "in-web01", "lg-mail01", "in-mail01", "lg-ap01", "gw01"]
+
+
+def drift_rounds(
+    cases: list[tuple[str, roletest.DriftCase]], groups: dict[str, list[str]]
+) -> list[list[tuple[str, roletest.DriftCase, list[str]]]]:
+    """Cases grouped into rounds whose target hosts do not overlap, so that a round's cases can
+    be applied at once, audited in one run and restored in one playbook run."""
+    rounds: list[list[tuple[str, roletest.DriftCase, list[str]]]] = []
+    used: list[set[str]] = []
+    for role, case in cases:
+        for i in range(len(rounds) + 1):
+            if i == len(rounds):
+                rounds.append([])
+                used.append(set())
+            if case.group is not None:
+                targets = groups[case.group]
+                if used[i] & set(targets):
+                    continue
+            else:
+                free = [h for h in PLAIN_HOSTS if h not in used[i]]
+                if not free:
+                    continue
+                targets = free[:1]
+            rounds[i].append((role, case, targets))
+            used[i] |= set(targets)
+            break
+    return rounds
+
+
+@pytest.fixture(scope="module")
+def drift_outcomes(applied_lab: str) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Every drift case applied on the lab, a round at a time: per case, the failing controls
+    per target host after the drift, and after restoring the role."""
+    spec = lab.default_spec()
+    inv = lab.render_inventory(spec)["all"]["children"]
+    groups = {g: sorted(v.get("hosts", {})) for g, v in inv.items()}
+    outcomes: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for batch in drift_rounds(CASES, groups):
+        hosts = sorted({h for _, _, targets in batch for h in targets})
+        try:
+            for _, case, targets in batch:
+                for name in targets:
+                    proc = lab.exec_on(spec.host(name), f"sudo sh -c {_quote(case.command)}")
+                    assert proc.returncode == 0, f"{case.name} on {name}: {proc.stderr}"
+            drifted = _failing_by_host(audit(",".join(hosts)))
+        finally:
+            roles = ",".join(sorted({role for role, _, _ in batch}))
+            restore = playbook("--limit", ",".join(hosts), "--tags", roles)
+            assert restore.returncode == 0, restore.stdout[-3000:]
+        restored = _failing_by_host(audit(",".join(hosts)))
+        for role, case, targets in batch:
+            outcomes[f"{role}:{case.name}"] = (
+                {h: drifted.get(h, {}) for h in targets},
+                {h: restored.get(h, {}) for h in targets},
+            )
+    return outcomes
+
+
+def _failing_by_host(records: list[dict[str, Any]]) -> dict[str, dict[str, list[str]]]:
+    by_host: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_host.setdefault(r["host"], []).append(r)
+    return {h: roletest.failing(rs) for h, rs in by_host.items()}
+
+
+def test_drift_rounds_keep_targets_apart() -> None:
+    groups = {"zone_mynumber": ["mn-app01"], "ntp_servers": ["lg-ntp01"]}
+    case = roletest.DriftCase("c", "true", frozenset({"X-01"}))
+    mn = roletest.DriftCase("m", "true", frozenset({"X-02"}), "zone_mynumber")
+    cases = [("r", case)] * (len(PLAIN_HOSTS) + 1) + [("r", mn), ("r", mn)]
+    rounds = drift_rounds(cases, groups)
+    assert len(rounds) == 2
+    for batch in rounds:
+        hosts = [h for _, _, targets in batch for h in targets]
+        assert len(hosts) == len(set(hosts))
+    assert sum(len(b) for b in rounds) == len(cases)
+
+
 @pytest.mark.parametrize(("role", "case"), CASES, ids=[f"{r}:{c.name}" for r, c in CASES])
 def test_drift_is_reported_against_its_own_control(
-    applied_lab: str, role: str, case: roletest.DriftCase
+    drift_outcomes: dict[str, tuple[dict[str, Any], dict[str, Any]]],
+    role: str,
+    case: roletest.DriftCase,
 ) -> None:
-    spec = lab.default_spec()
-    if case.group is None:
-        targets = [DEFAULT_TARGET]
-    else:
-        inv = lab.render_inventory(spec)["all"]["children"]
-        targets = sorted(inv[case.group]["hosts"])
-    try:
-        for name in targets:
-            proc = lab.exec_on(spec.host(name), f"sudo sh -c {_quote(case.command)}")
-            assert proc.returncode == 0, proc.stderr
-        found = roletest.failing(audit(",".join(targets)))
-        assert set(found) == set(case.controls), found
-    finally:
-        restore = playbook("--limit", ",".join(targets))
-        assert restore.returncode == 0, restore.stdout[-3000:]
-    assert roletest.failing(audit(",".join(targets))) == {}
+    drifted, restored = drift_outcomes[f"{role}:{case.name}"]
+    for host, found in drifted.items():
+        assert set(found) == set(case.controls), (host, found)
+    assert all(found == {} for found in restored.values()), restored
 
 
 def _quote(text: str) -> str:

@@ -35,6 +35,15 @@ def test_outputs_and_exit_statuses_come_back_exactly() -> None:
     assert out["t/quotes"].stdout == "it's $HOME\n"
 
 
+def test_a_command_that_reopens_stdout_keeps_its_frame() -> None:
+    # rsyslogd -N1 -o /dev/stdout opens /dev/stdout afresh, which truncates the file behind it.
+    out = _run(
+        {"t/a": "echo first", "t/reopen": "printf 'config\\n' > /dev/stdout", "t/z": "echo z"}
+    )
+    assert out["t/reopen"] == snapshot.Output("config\n", 0)
+    assert out["t/a"].stdout == "first\n" and out["t/z"].stdout == "z\n"
+
+
 def test_commands_run_concurrently() -> None:
     started = time.monotonic()
     out = _run({f"t/sleep{i}": "sleep 0.5; echo done" for i in range(6)})

@@ -72,8 +72,8 @@ def plan(options: AuditOptions) -> Plan:
 
     if not options.inventory.exists():
         raise UsageError(f"inventory {options.inventory} does not exist; pass -i INVENTORY")
-    cat = catalog_mod.load_catalog()
-    hosts = variables.load(options.inventory)
+    cat = catalog_mod.load_catalog_cached()
+    hosts = variables.load_cached(options.inventory)
     settings = tailoring.read_settings(options.inventory)
     profile_name = options.profile or settings.profile
     profile = catalog_mod.load_profile(profile_name, cat) if profile_name else None
@@ -147,7 +147,16 @@ def run_checks(
         *[str(m) for m in p.modules],
     ]  # fmt: skip
     os.environ.setdefault("ANSIBLE_CONFIG", str(paths.repo_root() / "ansible.cfg"))
-    code = int(pytest.main(args, plugins=[_Runner()]))
+    # Only the plugins the audits use: not every pytest plugin installed beside kijun.
+    autoload = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    try:
+        code = int(pytest.main(["-p", "testinfra.plugin", *args], plugins=[_Runner()]))
+    finally:
+        if autoload is None:
+            os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+        else:
+            os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = autoload
     if code in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
         raise AuditRunError(
             f"the audit modules could not run (pytest exit {code}); run "

@@ -48,6 +48,7 @@ __all__ = [
     "control_view",
     "list_profiles",
     "load_catalog",
+    "load_catalog_cached",
     "load_profile",
     "load_profiles",
 ]
@@ -291,6 +292,15 @@ def _has(raw: Any, check: SchemaCheck, *keys: str) -> bool:
 
 def _root(root: Path | None) -> Path:
     return (root if root is not None else paths.catalog_dir()).resolve()
+
+
+def load_catalog_cached(root: Path | None = None) -> Catalog:
+    """:func:`load_catalog`, from kijun's cache while no catalog file has changed."""
+    from kijun import cache
+
+    root = _root(root)
+    key = cache.fingerprint([root, *cache.kijun_sources()], extra=[str(root)])
+    return cache.cached("catalog", key, lambda: load_catalog(root))
 
 
 def load_catalog(root: Path | None = None) -> Catalog:

@@ -352,6 +352,7 @@ def audit_cmd(
 def _print_summary(outcome: Any) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text  # values and titles are shown as they are, never as markup
 
     console = Console()
     doc = outcome.doc
@@ -362,12 +363,12 @@ def _print_summary(outcome: Any) -> None:
         table.add_column(a)
     order = ["not_assessed", "error", "fail", "waived", "pass", "not_applicable"]
     for h in doc.hosts:
-        row = [h.host]
+        row: list[str | Text] = [h.host]
         for a in areas:
             statuses = [str(r.status) for r in doc.results if r.host == h.host and r.area == a]
             worst = min(statuses, key=order.index) if statuses else "not_applicable"
             style, label = STATUS_STYLE[worst]
-            row.append(f"[{style}]{label}[/{style}]")
+            row.append(Text(label, style=style))
         table.add_row(*row)
     console.print(table)
     problems = [r for r in doc.results if str(r.status) in ("fail", "error", "not_assessed")]
@@ -378,8 +379,9 @@ def _print_summary(outcome: Any) -> None:
         for r in problems:
             style, label = STATUS_STYLE[str(r.status)]
             detail.add_row(
-                r.host, f"{r.control} {r.title.get('en', '')}", f"[{style}]{label}[/{style}]",
-                _short(r.expected), _short(r.observed if r.observed is not None else r.message),
+                r.host, Text(f"{r.control} {r.title.get('en', '')}"), Text(label, style=style),
+                Text(_short(r.expected)),
+                Text(_short(r.observed if r.observed is not None else r.message)),
             )  # fmt: skip
         console.print(detail)
     waived = [r for r in doc.results if str(r.status) == "waived"]

@@ -36,6 +36,7 @@ Rules (the names are what the manifest counts per file):
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -161,6 +162,14 @@ RULES = [
 
 def redact(text: str) -> Redacted:
     """``text`` with every secret the rules find replaced, and the rules that fired."""
+    out, fired = _redact(text)
+    return Redacted(out, list(fired))
+
+
+@functools.lru_cache(maxsize=65536)
+def _redact(text: str) -> tuple[str, tuple[str, ...]]:
+    # Evidence repeats the same strings many times (hosts, statuses, values): each distinct
+    # string goes through the rules once per run.
     fired: list[str] = []
     for rule in RULES:
 
@@ -172,7 +181,7 @@ def redact(text: str) -> Redacted:
             return replacement
 
         text = rule.pattern.sub(substitute, text)
-    return Redacted(text, fired)
+    return text, tuple(fired)
 
 
 def redact_json(value: Any) -> tuple[Any, list[str]]:

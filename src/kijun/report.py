@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 import jinja2
 
+from kijun import paths
 from kijun.catalog import Catalog
 from kijun.evidence import EvidenceError, check_relpath
 from kijun.results import JST, STATUS_TEXT, Clause, ControlResult, HostResult, RunDocument, Status
@@ -342,9 +343,25 @@ def _exceptions(doc: RunDocument) -> list[_Exception]:
     return list(out.values())
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates kept in ``.kijun/cache/jinja`` (jinja checks each template's source
+    checksum, so an edited template is compiled again)."""
+    from kijun import cache
+
+    if not cache.enabled():
+        return None
+    directory = paths.state_dir() / "cache" / "jinja"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(directory))
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("kijun", "data/templates"),
+        bytecode_cache=_bytecode_cache(),
         autoescape=True,  # every template, whatever its name
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

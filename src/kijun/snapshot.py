@@ -34,9 +34,11 @@ class Output:
 def build_script(commands: Mapping[str, str], marker: str) -> str:
     """A POSIX sh script that runs every command concurrently and prints the outputs in order.
 
-    Each command runs in the background with its output in a private temporary directory (most
-    of them wait on systemd or a daemon, so running them together costs the slowest one, not
-    the sum); the script then prints each output between markers with its exit status.
+    Each command runs in the background (most of them wait on systemd or a daemon, so running
+    them together costs the slowest one, not the sum) and writes its output, framed by markers
+    with its exit status, to files of its own in a private temporary directory; one ``cat``
+    then prints the files in order. Few processes per command: the collection stays cheap on hosts
+    that are busy with their own work.
     """
     keys = sorted(commands)
     for key in keys:
@@ -49,16 +51,15 @@ def build_script(commands: Mapping[str, str], marker: str) -> str:
         "trap 'rm -rf \"$d\"' EXIT",
     ]
     for i, key in enumerate(keys):
+        # <i>a holds the begin marker; <i>b the output (the command may reopen /dev/stdout,
+        # which truncates: nothing else is in that file yet) and then the end marker.
+        lines.append(f"printf '%s begin %s\\n' {marker} {shlex.quote(key)} >\"$d/{i:04d}a\"")
         lines.append(
-            f'( ( {commands[key]} ) </dev/null >"$d/{i}" 2>/dev/null; echo $? >"$d/{i}.rc" ) &'
+            f'{{ ( {commands[key]} ) </dev/null >"$d/{i:04d}b" 2>/dev/null; '
+            f"printf '\\n%s end %s %s\\n' {marker} {shlex.quote(key)} $? >>\"$d/{i:04d}b\"; }} &"
         )
     lines.append("wait")
-    for i, key in enumerate(keys):
-        lines.append(f"printf '%s begin %s\\n' {marker} {shlex.quote(key)}")
-        lines.append(f'cat "$d/{i}"')
-        lines.append(
-            f'printf \'\\n%s end %s %s\\n\' {marker} {shlex.quote(key)} "$(cat "$d/{i}.rc")"'
-        )
+    lines.append('cat "$d"/*')
     return "\n".join(lines) + "\n"
 
 

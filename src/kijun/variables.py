@@ -58,6 +58,41 @@ def role_defaults(roles_dir: Path | None = None) -> dict[str, Any]:
     return merged
 
 
+def plain(value: Any) -> Any:
+    """``value`` with Ansible's tagged strings, lists and mappings turned into Python's own."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def load_cached(inventory: Path, roles_dir: Path | None = None) -> dict[str, HostVars]:
+    """:func:`load`, from kijun's cache when no file it reads has changed since (see
+    :mod:`kijun.cache`); dynamic inventories are always resolved afresh."""
+    from kijun import cache
+
+    roles_dir = roles_dir or paths.repo_root() / "roles"
+    if not cache.enabled() or not cache.static_inventory(inventory):
+        return load(inventory, roles_dir)
+    config = Path(os.environ.get("ANSIBLE_CONFIG") or paths.repo_root() / "ansible.cfg")
+    key = cache.fingerprint(
+        [inventory.resolve(), *sorted(roles_dir.glob("*/defaults")), paths.catalog_dir(),
+         config, *cache.kijun_sources()],
+        extra=[str(inventory.resolve()), str(roles_dir.resolve()),
+               *sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("ANSIBLE_"))],
+    )  # fmt: skip
+    return cache.cached("hostvars", key, lambda: load(inventory, roles_dir))
+
+
 def load(inventory: Path, roles_dir: Path | None = None) -> dict[str, HostVars]:
     """Each host of the inventory with its groups and its resolved, templated variables."""
     os.environ.setdefault("ANSIBLE_CONFIG", str(paths.repo_root() / "ansible.cfg"))
@@ -83,10 +118,13 @@ def load(inventory: Path, roles_dir: Path | None = None) -> dict[str, HostVars]:
             templar = Templar(loader=loader, variables=values)
             # Only the roles' and kijun's variables are templated (and returned): other
             # inventories' variables may hold lookups that only make sense inside a play.
-            ours = {k: templar.template(v) for k, v in values.items() if k.startswith(prefixes)}
-            conn = {k: templar.template(raw[k]) for k in CONNECTION_VARS if k in raw}
-            result[host.name] = HostVars(
-                host.name, frozenset(g.name for g in host.get_groups()), ours, conn
+            ours = {
+                k: plain(templar.template(v)) for k, v in values.items() if k.startswith(prefixes)
+            }
+            conn = {k: plain(templar.template(raw[k])) for k in CONNECTION_VARS if k in raw}
+            name = str(host.name)
+            result[name] = HostVars(
+                name, frozenset(str(g.name) for g in host.get_groups()), ours, conn
             )
     except AnsibleError as exc:
         raise InventoryError(f"{inventory}: {exc}") from exc

@@ -59,3 +59,31 @@ def test_a_missing_output_is_an_error() -> None:
 def test_keys_are_checked() -> None:
     with pytest.raises(ValueError, match="area/name"):
         snapshot.build_script({"bad key": "true"}, "@@x")
+
+
+def test_unit_states_come_from_one_systemctl_show() -> None:
+    command = snapshot.units_command({"rsyslog.service", "chrony.service", "ntp.service"})
+    assert command.count("systemctl") == 1
+    output = (
+        "units chrony.service ntp.service rsyslog.service\n"
+        "LoadState=loaded\nActiveState=failed\nUnitFileState=disabled\n\n"
+        "LoadState=not-found\nActiveState=inactive\nUnitFileState=\n\n"
+        "LoadState=loaded\nActiveState=active\nUnitFileState=enabled\n"
+    )
+    snap = snapshot.Snapshot("h", {snapshot.UNITS_KEY: snapshot.Output(output, 0)})
+    assert snap.unit("chrony.service") == snapshot.Unit(
+        "chrony.service", "loaded", "failed", "disabled"
+    )
+    assert snap.unit("ntp.service").load == "not-found"
+    assert snap.unit("rsyslog.service").active == "active"
+    with pytest.raises(snapshot.SnapshotError, match="add it to UNITS"):
+        snap.unit("sshd.service")
+
+
+def test_unit_states_that_do_not_match_the_request_are_refused() -> None:
+    truncated = "units a.service b.service\nLoadState=loaded\nActiveState=active\n"
+    snap = snapshot.Snapshot("h", {snapshot.UNITS_KEY: snapshot.Output(truncated, 0)})
+    with pytest.raises(snapshot.SnapshotError, match="1 unit"):
+        snap.unit("a.service")
+    with pytest.raises(ValueError, match="not a systemd unit"):
+        snapshot.units_command({"rsyslog; reboot"})

@@ -1,8 +1,5 @@
 """kijun (基準): configuration baseline and drift auditor for public bodies' security policies."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("kijun")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"
+# The single place of the version (pyproject.toml reads it): no package metadata lookup at
+# import time, which cost a noticeable part of a one-host audit.
+__version__ = "0.1.0"

@@ -76,7 +76,7 @@ def plan(options: AuditOptions) -> Plan:
     hosts = variables.load_cached(options.inventory)
     settings = tailoring.read_settings(options.inventory)
     profile_name = options.profile or settings.profile
-    profile = catalog_mod.load_profile(profile_name, cat) if profile_name else None
+    profile = catalog_mod.load_profile_cached(profile_name, cat) if profile_name else None
     try:
         selected = targets.select(hosts, options.limit)
     except targets.SelectionError as exc:

@@ -132,14 +132,19 @@ def pytest_collection_modifyitems(
         keep = [i for i in items if _control_id(i) in wanted]
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
         items[:] = keep
+    units: set[str] = set()
     for item in items:
         state.commands.update(getattr(item.module, "COLLECT", {}))  # type: ignore[attr-defined]
+        units.update(getattr(item.module, "UNITS", ()))  # type: ignore[attr-defined]
+    if units:
+        state.commands[snap.UNITS_KEY] = snap.units_command(units)
     inventory = _inventory(config)
     state.hosts = (
         state.preloaded if state.preloaded is not None else variables.load_cached(inventory)
     )
     settings = tailoring.read_settings(inventory)
-    state.profile = catalog_mod.load_profile(settings.profile, cat) if settings.profile else None
+    if settings.profile:
+        state.profile = catalog_mod.load_profile_cached(settings.profile, cat)
     _collect_all(state, items)
 
 
@@ -244,6 +249,10 @@ class TrackedSnapshot:
 
     def text(self, key: str) -> str:
         return self[key].stdout
+
+    def unit(self, name: str) -> snap.Unit:
+        self[snap.UNITS_KEY]
+        return self._inner.unit(name)
 
 
 NOT_ASSESSED = "not_assessed"  # the skip reason's prefix for a host whose state was not read

@@ -13,9 +13,10 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
+if TYPE_CHECKING:  # jsonschema is imported only when a file is validated
+    from jsonschema import Draft202012Validator
 
 from kijun import paths
 from kijun.catalog_source import (
@@ -49,6 +50,7 @@ __all__ = [
     "list_profiles",
     "load_catalog",
     "load_catalog_cached",
+    "load_profile_cached",
     "load_profile",
     "load_profiles",
 ]
@@ -582,6 +584,14 @@ def _parameter_problems(source: SourceFile, loc: Loc, param: Parameter) -> list[
 def list_profiles(root: Path | None = None) -> list[str]:
     """The names of the profiles in ``root/profiles`` (default: the checkout's catalog)."""
     return sorted(path.stem for path in (_root(root) / "profiles").glob("*.yml"))
+
+
+def load_profile_cached(name: str, catalog: Catalog) -> Profile:
+    """:func:`load_profile`, from kijun's cache while no catalog file has changed."""
+    from kijun import cache
+
+    key = cache.fingerprint([catalog.root, *cache.kijun_sources()], extra=[str(catalog.root), name])
+    return cache.cached("profile", key, lambda: load_profile(name, catalog))
 
 
 def load_profile(name: str, catalog: Catalog, root: Path | None = None) -> Profile:

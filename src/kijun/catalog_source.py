@@ -14,10 +14,12 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from jsonschema import Draft202012Validator, ValidationError
+
+if TYPE_CHECKING:  # jsonschema is imported only when a file is validated
+    from jsonschema import Draft202012Validator, ValidationError
 
 Loc = tuple[str | int, ...]
 
@@ -229,6 +231,8 @@ def load_validator(path: Path) -> tuple[Draft202012Validator | None, list[Proble
         return None, [Problem(path, 0, "schema file is missing; restore catalog/schema/")]
     except json.JSONDecodeError as err:
         return None, [Problem(path, err.lineno, f"invalid JSON: {err.msg}")]
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(schema), []
 
 

@@ -5,6 +5,10 @@ commands of every module in the run are joined into one script that runs once pe
 root), and the checks then read the outputs from the :class:`Snapshot`. A check never runs a
 remote command of its own, so an audit costs a round trip per host, not one per check.
 
+Modules also declare the systemd units they look at as ``UNITS = ("chrony.service", ...)``: the
+units of every module are read by one ``systemctl show`` (key ``systemd/units``), not by a
+``systemctl is-active`` per unit and check, and checks read them with :meth:`Snapshot.unit`.
+
 Commands must print only what the check needs and never a secret: shadow entries, for example,
 are reduced to ageing fields and a password *state* on the host, never a hash.
 """
@@ -19,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 KEY_RE = re.compile(r"^[a-z][a-z0-9_.-]*/[a-z0-9_.-]+$")
+UNITS_KEY = "systemd/units"
+_UNIT_RE = re.compile(r"^[A-Za-z0-9@_.:\\-]+\.(service|socket|timer|target|path|mount)$")
 
 
 class SnapshotError(RuntimeError):
@@ -84,6 +90,50 @@ def parse(output: str, marker: str, keys: list[str]) -> dict[str, Output]:
     return results
 
 
+@dataclass(frozen=True)
+class Unit:
+    """A systemd unit's state as ``systemctl is-active`` and ``is-enabled`` would word it."""
+
+    name: str
+    load: str  # loaded, not-found, masked, ...
+    active: str  # active, inactive, failed, activating, ...
+    enabled: str  # enabled, disabled, static, masked, ... ("" when there is no unit file)
+
+
+def units_command(units: set[str] | list[str]) -> str:
+    """One command that reads the state of every unit (the first line lists them)."""
+    names = sorted(units)
+    for name in names:
+        if not _UNIT_RE.match(name):
+            raise ValueError(f"{name!r} is not a systemd unit name")
+    listed = " ".join(names)
+    return (
+        f"echo 'units {listed}'; "
+        f"systemctl show --property=LoadState,ActiveState,UnitFileState -- {listed}"
+    )
+
+
+def parse_units(text: str) -> dict[str, Unit]:
+    """The units of :func:`units_command`'s output, in the order systemctl printed them."""
+    first, _, rest = text.partition("\n")
+    if not first.startswith("units "):
+        raise SnapshotError("the systemd unit states were not collected")
+    names = first.split()[1:]
+    blocks = [b for b in rest.strip("\n").split("\n\n")] if rest.strip() else []
+    if len(blocks) != len(names):
+        raise SnapshotError(
+            f"systemctl reported {len(blocks)} unit(s) for {len(names)} asked: {rest[:200]!r}"
+        )
+    out: dict[str, Unit] = {}
+    for name, block in zip(names, blocks, strict=True):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        out[name] = Unit(
+            name, props.get("LoadState", ""), props.get("ActiveState", ""),
+            props.get("UnitFileState", ""),
+        )  # fmt: skip
+    return out
+
+
 @dataclass
 class Snapshot:
     host: str
@@ -99,3 +149,11 @@ class Snapshot:
 
     def text(self, key: str) -> str:
         return self[key].stdout
+
+    def unit(self, name: str) -> Unit:
+        """The state of a unit the audit module lists in ``UNITS``."""
+        units = parse_units(self[UNITS_KEY].stdout)
+        try:
+            return units[name]
+        except KeyError:
+            raise SnapshotError(f"unit {name!r} was not collected: add it to UNITS") from None

@@ -44,7 +44,8 @@ def audit(hosts: str = "all") -> list[dict[str, Any]]:
         out = Path(tmp) / "results.json"
         proc = subprocess.run(
             [str(VENV_BIN / "pytest"), "-p", "no:cacheprovider", "-q", "--rootdir", "audits",
-             f"--hosts=ansible://{hosts}", "--ansible-inventory=inventories/lab",
+             "--hosts=" + ",".join(f"ansible://{h}" for h in hosts.split(",")),
+             "--ansible-inventory=inventories/lab",
              f"--kijun-results={out}", "audits"],
             cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
         )  # fmt: skip

@@ -43,6 +43,9 @@ def timed(cmd: list[str], runs: int, ok: tuple[int, ...] = (0, 1)) -> list[float
     return times
 
 
+LOAD = os.getloadavg()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -92,7 +95,13 @@ def main() -> None:
     if scaled is not None:
         print(f"{args.scale} hosts / one host: {scaled / one:.2f} (target <= 3): "
               f"{'met' if scaled / one <= 3 else 'NOT met'}; "
-              f"{scaled / args.scale * 1000:.0f} ms per host")  # fmt: skip
+              f"{scaled / args.scale * 1000:.0f} ms per host on average, "
+              f"{(scaled - one) / (args.scale - 1) * 1000:.0f} ms for each host beyond the "
+              "first")  # fmt: skip
+    print(f"all {hosts} hosts: {(every - one) / max(1, hosts - 1) * 1000:.0f} ms for each host "
+          "beyond the first")  # fmt: skip
+    print(f"machine: {os.cpu_count()} CPUs; load average before the run "
+          f"{' '.join(f'{x:.2f}' for x in LOAD)}")  # fmt: skip
 
 
 if __name__ == "__main__":

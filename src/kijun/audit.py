@@ -100,7 +100,7 @@ def plan(options: AuditOptions) -> Plan:
     if not controls:
         raise UsageError("no audit module covers the selected areas or controls yet")
     modules = sorted({audits_dir / f"test_{c.audit.module}.py" for c in controls})
-    register = exceptions_mod.load_register(
+    register = exceptions_mod.load_register_cached(
         options.inventory, cat, {n: set(hv.groups) for n, hv in hosts.items()}
     )
     return Plan(cat, profile, hosts, selected, modules, controls, register)

@@ -13,6 +13,7 @@ scripts and plugins, lookups) are never cached.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pickle
@@ -51,10 +52,26 @@ def fingerprint(sources: Iterable[Path], extra: Iterable[str] = ()) -> str:
     digest = hashlib.sha256(__version__.encode())
     for item in extra:
         digest.update(b"\0x" + item.encode())
-    for path in _files(sources):
-        digest.update(b"\0p" + str(path).encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for src in sources:
+        if src == _KIJUN:
+            digest.update(b"\0k" + _kijun_digest())
+            continue
+        for path in _files([src]):
+            digest.update(b"\0p" + str(path).encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()[:32]
+
+
+_KIJUN = Path(__file__).resolve().parent
+
+
+@functools.lru_cache(maxsize=1)
+def _kijun_digest() -> bytes:
+    # kijun's own sources go into several keys of a run: read them once.
+    digest = hashlib.sha256()
+    for path in _files([_KIJUN]):
+        digest.update(str(path).encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.digest()
 
 
 def static_inventory(inventory: Path) -> bool:
@@ -105,4 +122,4 @@ def cached(name: str, key: str, compute: Callable[[], T]) -> T:
 
 def kijun_sources() -> list[Path]:
     """kijun's own code: a change to how things are loaded invalidates what was cached."""
-    return [Path(__file__).resolve().parent]
+    return [_KIJUN]

@@ -307,6 +307,24 @@ def register_path(inventory: Path) -> Path:
     return folder / REGISTER_FILE
 
 
+def load_register_cached(
+    path: Path, catalog: Catalog, hosts: Mapping[str, Collection[str]]
+) -> Register:
+    """:func:`load_register`, from kijun's cache while the register, the catalog and the
+    inventory's groups are unchanged (whether an exception is valid is decided at use, by
+    date, never cached)."""
+    from kijun import cache
+
+    schema = paths.catalog_dir() / "schema" / "exceptions.schema.json"
+    file = path / REGISTER_FILE if path.is_dir() else path
+    groups = sorted((h, sorted(g)) for h, g in hosts.items())
+    key = cache.fingerprint(
+        [file, schema, catalog.root, *cache.kijun_sources()],
+        extra=[str(file.resolve()), repr(groups)],
+    )
+    return cache.cached("exceptions", key, lambda: load_register(path, catalog, hosts))
+
+
 def load_register(
     path: Path,
     catalog: Catalog,

@@ -91,6 +91,10 @@ def ssh_config(hosts: Mapping[str, HostVars], names: list[str], timeout: int = 5
         lines += [
             "  BatchMode yes",
             f"  ConnectTimeout {timeout}",
+            # One persistent connection per host, shared with Ansible's own (same path): the
+            # next audit within a minute, or a playbook run, needs no new SSH handshake.
+            "  ControlMaster auto",
+            "  ControlPersist 60s",
             "  ControlPath ~/.ansible/cp/%C",
             "  ServerAliveInterval 15",
         ]

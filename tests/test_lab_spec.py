@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +54,23 @@ def test_extra_hosts_are_bounded() -> None:
     assert len(lab.default_spec(extra_hosts=3).hosts) == 12
     with pytest.raises(lab.LabError):
         lab.default_spec(extra_hosts=151)
+
+
+def test_a_scaling_lab_raises_the_inotify_limit_or_says_how(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = tmp_path / "max_user_instances"
+    limit.write_text("128\n")
+    said: list[str] = []
+    lab.ensure_inotify(9, said.append, limit)  # the built-in lab fits Debian's default
+    assert limit.read_text() == "128\n" and said == []
+    lab.ensure_inotify(50, said.append, limit)
+    assert int(limit.read_text()) >= 50 * 6 and "max_user_instances" in said[0]
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> int:
+        raise PermissionError("not root")
+
+    limit.write_text("128\n")
+    monkeypatch.setattr(Path, "write_text", refuse)
+    with pytest.raises(lab.LabError, match="sysctl -w fs.inotify.max_user_instances="):
+        lab.ensure_inotify(50, said.append, limit)

@@ -262,6 +262,9 @@ def _run_host(host: Host, image_name: str) -> None:
     podman.run([*args, image_name, "/sbin/init"])
 
 
+SSHD_START_SECONDS = 240  # a host's boot, with dozens of others booting beside it
+
+
 def _prepare_script(host: Host, pubkey: str, password: str) -> str:
     """Shell run in a fresh or kept host: wait for sshd, admin access, zone routes, host key."""
     routes = ""
@@ -270,9 +273,12 @@ def _prepare_script(host: Host, pubkey: str, password: str) -> str:
         for other in ROUTED[host.zone]:
             routes += f"ip route replace {ZONES[other].subnet} via {via}\n"
     return f"""set -eu
-i=0
+# Many hosts boot at once in a scaling run: a deadline in seconds, not a number of tries.
+end=$(( $(date +%s) + {SSHD_START_SECONDS} ))
 until [ -s /etc/ssh/ssh_host_ed25519_key.pub ] && systemctl is-active -q ssh; do
-  i=$((i+1)); [ $i -lt 600 ] || {{ echo 'sshd did not start' >&2; exit 1; }}; sleep 0.1
+  [ "$(date +%s)" -lt "$end" ] ||
+    {{ echo 'sshd did not start within {SSHD_START_SECONDS} s' >&2; exit 1; }}
+  sleep 0.2
 done
 install -d -m 0700 -o {ADMIN_USER} -g {ADMIN_USER} /home/{ADMIN_USER}/.ssh
 printf '%s\\n' '{pubkey}' > /home/{ADMIN_USER}/.ssh/authorized_keys
@@ -290,7 +296,7 @@ def _prepare(host: Host) -> str:
         ["exec", "-i", host.container, "/bin/sh", "-s"],
         input_text=_prepare_script(host, pubkey, password),
         check=False,
-        timeout=120,
+        timeout=SSHD_START_SECONDS + 60,
     )
     if proc.returncode != 0:
         raise LabError(f"{host.name}: preparing the host failed: {proc.stderr.strip()}")
@@ -412,11 +418,44 @@ def write_inventory(spec: LabSpec) -> Path:
     return path
 
 
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+# systemd, journald, logind, dbus and udev in a booted host hold inotify instances; all hosts
+# count against one per-user limit on this machine (Debian's default is 128).
+INOTIFY_PER_HOST = 8  # 6 measured on a booted lab host, with room for more services
+INOTIFY_SPARE = 48  # molecule instances and the rest of the machine
+
+
+def ensure_inotify(
+    hosts: int, progress: Progress = print, limit_file: Path = INOTIFY_INSTANCES
+) -> None:
+    """Make sure ``hosts`` systemd hosts can boot: raise the machine's inotify instance limit
+    for this boot (as root), or say how to, before any host hangs in its boot."""
+    needed = INOTIFY_SPARE + INOTIFY_PER_HOST * hosts
+    try:
+        current = int(limit_file.read_text().strip())
+    except (OSError, ValueError):
+        return  # not Linux's procfs: nothing to check
+    if current >= needed:
+        return
+    try:
+        limit_file.write_text(f"{needed}\n")
+    except OSError:
+        raise LabError(
+            f"{hosts} lab hosts need fs.inotify.max_user_instances >= {needed} (it is {current}); "
+            f"run as root: sysctl -w fs.inotify.max_user_instances={needed}"
+        ) from None
+    progress(
+        f"raised fs.inotify.max_user_instances from {current} to {needed} for {hosts} hosts "
+        "(until the next reboot)"
+    )
+
+
 def up(spec: LabSpec | None = None, progress: Progress = print) -> UpReport:
     """Bring the lab up; on a running, healthy lab nothing changes."""
     spec = spec or default_spec()
     started = time.monotonic()
     report = UpReport()
+    ensure_inotify(len(spec.hosts), progress)
     ensure_credentials()
     image_name, report.image_built = image.ensure(progress)
     seen = observe()

@@ -117,7 +117,7 @@ def run_checks(
     config_path = workdir / "ssh_config"
     # Every inventory host is in the config: a check may need to read another host (the log
     # collector); only the selected ones are audited.
-    config_path.write_text(targets.ssh_config(p.hosts, sorted(p.hosts)))
+    targets.write_ssh_config(config_path, p.hosts, sorted(p.hosts))
     specs = targets.host_specs(p.hosts, p.selected, config_path)
     every = dict(zip(sorted(p.hosts), targets.host_specs(p.hosts, sorted(p.hosts), config_path),
                      strict=True))  # fmt: skip

@@ -71,6 +71,19 @@ def _ssh_options(args: str) -> list[tuple[str, str]]:
     return options
 
 
+CONTROL_DIR = "~/.ansible/cp"  # Ansible's default ControlPath directory: connections are shared
+
+
+def write_ssh_config(
+    path: Path, hosts: Mapping[str, HostVars], names: list[str], timeout: int = 5
+) -> None:
+    """Write :func:`ssh_config` to ``path`` and make sure its ControlPath directory exists (ssh
+    refuses to connect when it cannot create the control socket, e.g. on a control node where
+    Ansible never ran)."""
+    Path(CONTROL_DIR).expanduser().mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.write_text(ssh_config(hosts, names, timeout))
+
+
 def ssh_config(hosts: Mapping[str, HostVars], names: list[str], timeout: int = 5) -> str:
     lines = ["# Written by `kijun audit` from the inventory; rewritten on every run."]
     for name in names:
@@ -95,7 +108,7 @@ def ssh_config(hosts: Mapping[str, HostVars], names: list[str], timeout: int = 5
             # next audit within a minute, or a playbook run, needs no new SSH handshake.
             "  ControlMaster auto",
             "  ControlPersist 60s",
-            "  ControlPath ~/.ansible/cp/%C",
+            f"  ControlPath {CONTROL_DIR}/%C",
             "  ServerAliveInterval 15",
         ]
     return "\n".join(lines) + "\n"

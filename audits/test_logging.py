@@ -39,7 +39,7 @@ m="kijun-audit-$(cat /proc/sys/kernel/random/uuid)"
 logger -t kijun-audit -p user.notice "$m" || exit 1
 echo "marker $m"
 i=0
-while [ $i -lt 20 ]; do
+while [ $i -lt 40 ]; do  # up to 10 s: rsyslog may have just been restarted
   found=$(find /var/log -xdev -path /var/log/journal -prune -o -type f -mmin -2 -print \
           | xargs -r grep -lF -e "$m")
   [ -n "$found" ] && break

@@ -259,9 +259,10 @@ def test_an_archive_reports_what_its_directory_reports(
     )
 
 
-def test_a_damaged_archive_is_reported(tmp_path: Path, bundle: Path, keys: Path) -> None:
+@pytest.mark.parametrize("cut", [1, 8, 40])  # the gzip trailer, and into tar's end padding
+def test_a_damaged_archive_is_reported(tmp_path: Path, bundle: Path, keys: Path, cut: int) -> None:
     archive = bundle.with_name(f"{RUN_ID}.tar.gz")
-    archive.write_bytes(archive.read_bytes()[:-40])
+    archive.write_bytes(archive.read_bytes()[:-cut])
     report = verify_bundle(archive, keys / PUBLIC_KEY_NAME)
     assert not report.ok and named(report, archive.name)
 

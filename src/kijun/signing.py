@@ -315,6 +315,11 @@ def _read_archive(archive: Path, report: VerifyReport) -> dict[str, bytes]:
                     report.problems.append(f"{rel}: unreadable or twice in the archive")
                     continue
                 files[rel] = extracted.read()
+            # Read the compressed stream to its end and checksum: a cut or a changed byte in
+            # tar's end-of-archive padding, after the last member, must not pass either.
+            stream = tar.fileobj
+            while stream is not None and stream.read(1 << 16):
+                pass
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         report.problems.append(f"{archive.name}: not a readable .tar.gz ({exc})")
     if len(tops) > 1:

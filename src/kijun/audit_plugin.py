@@ -251,7 +251,7 @@ class TrackedSnapshot:
         return self[key].stdout
 
     def unit(self, name: str) -> snap.Unit:
-        self[snap.UNITS_KEY]
+        self[snap.UNITS_KEY]  # recorded as read: the unit states are this check's evidence
         return self._inner.unit(name)
 
 

@@ -16,6 +16,7 @@ are reduced to ageing fields and a password *state* on the host, never a hash.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import secrets
 import shlex
@@ -150,10 +151,13 @@ class Snapshot:
     def text(self, key: str) -> str:
         return self[key].stdout
 
+    @functools.cached_property
+    def _units(self) -> dict[str, Unit]:
+        return parse_units(self[UNITS_KEY].stdout)  # once per host, not once per check
+
     def unit(self, name: str) -> Unit:
         """The state of a unit the audit module lists in ``UNITS``."""
-        units = parse_units(self[UNITS_KEY].stdout)
         try:
-            return units[name]
+            return self._units[name]
         except KeyError:
             raise SnapshotError(f"unit {name!r} was not collected: add it to UNITS") from None

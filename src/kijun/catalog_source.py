@@ -23,8 +23,9 @@ if TYPE_CHECKING:  # jsonschema is imported only when a file is validated
 
 Loc = tuple[str | int, ...]
 
-# Top-level lists and mappings whose items are named by their id (or seed key) in locations.
-_NAMED_COLLECTIONS = ("controls", "seeds", "exceptions")
+# Top-level lists and mappings whose items are named by their id (or seed key, or name) in
+# locations.
+_NAMED_COLLECTIONS = ("controls", "seeds", "exceptions", "flows", "services")
 
 _SCALAR_TAGS = {
     f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "timestamp")
@@ -104,7 +105,7 @@ def _label(collection: Any, step: str | int) -> str | None:
         return step
     item = _child(collection, step)
     if isinstance(item, dict):
-        for key in ("id", "key"):
+        for key in ("id", "key", "name"):
             if isinstance(item.get(key), str):
                 return str(item[key])
     return None

@@ -496,3 +496,47 @@ def test_vars_plugin_refuses_a_bad_policy_by_file_and_line(tmp_path: Path) -> No
         variables.load(inv)
     assert f"{policy}:{line_of(policy, 'to: in-mial01')}: mail-out.to" in str(err.value)
     assert "did you mean 'in-mail01'?" in str(err.value)
+
+
+def test_inventory_without_a_zone_policy_keeps_the_role_defaults(tmp_path: Path) -> None:
+    inv = _lab_inventory_copy(tmp_path)
+    (inv / "zones.yml").unlink()
+    resolved = variables.load(inv)
+    defaults = yaml.safe_load((ROOT / "roles/zone_firewall/defaults/main.yml").read_text())
+    assert resolved["gw01"].values["zone_firewall_flows"] == defaults["zone_firewall_flows"] == []
+    assert resolved["mn-app01"].values["zone_firewall_admin_sources"] == []
+
+
+def _routes_module() -> Any:
+    import importlib.util
+
+    path = ROOT / "roles" / "zone_firewall" / "library" / "kijun_zone_routes.py"
+    spec = importlib.util.spec_from_file_location("kijun_zone_routes", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_route_module_removes_only_routes_no_declared_flow_needs() -> None:
+    """FW-09's remediation (roles/zone_firewall/library/kijun_zone_routes.py): routes of an
+    individual-number host into other zones, as `ip -j route` shows them."""
+    routes = [
+        {"dst": "default", "gateway": "198.18.0.1", "dev": "eth0"},
+        {"dst": "198.18.0.0/24", "dev": "eth0"},
+        {"dst": "198.18.10.0/24", "dev": "eth1"},
+        {"dst": "198.18.20.0/24", "gateway": "198.18.10.254", "dev": "eth1"},
+        {"dst": "198.18.30.0/24", "gateway": "198.18.10.254", "dev": "eth1"},
+        {"dst": "198.18.20.128/25", "gateway": "198.18.10.254", "dev": "eth1"},
+    ]
+    other = {"lgwan": ["198.18.20.0/24"], "internet": ["198.18.30.0/24"]}
+    removed = _routes_module().unneeded(routes, other, ["198.18.20.23"], ["internet"])
+    # The LGWAN route carries the declared flow to 198.18.20.23; the internet route never
+    # stays; the narrower LGWAN route leads nowhere declared.
+    assert [dst for dst, _ in removed] == ["198.18.30.0/24", "198.18.20.128/25"]
+    assert removed[0][1] == "198.18.30.0/24 via 198.18.10.254 dev eth1 (internet)"
+    assert _routes_module().unneeded(routes, other, [], []) == [
+        ("198.18.20.0/24", "198.18.20.0/24 via 198.18.10.254 dev eth1 (lgwan)"),
+        ("198.18.30.0/24", "198.18.30.0/24 via 198.18.10.254 dev eth1 (internet)"),
+        ("198.18.20.128/25", "198.18.20.128/25 via 198.18.10.254 dev eth1 (lgwan)"),
+    ]

@@ -775,7 +775,10 @@ def _covers(end: Endpoint, host: InventoryHost) -> bool:
 
 
 def _sorted_addresses(values: Iterable[str]) -> list[str]:
-    return sorted(set(values), key=lambda v: ipaddress.IPv4Network(v, strict=False))
+    """Addresses and networks in address order, those inside another left out (nftables
+    refuses overlapping elements in one set); a single address is written without /32."""
+    nets = ipaddress.collapse_addresses(ipaddress.IPv4Network(v, strict=False) for v in values)
+    return [str(n.network_address) if n.prefixlen == 32 else str(n) for n in nets]
 
 
 def role_vars(policy: ZonePolicy, hosts: Mapping[str, InventoryHost], name: str) -> dict[str, Any]:

@@ -540,3 +540,14 @@ def test_route_module_removes_only_routes_no_declared_flow_needs() -> None:
         ("198.18.30.0/24", "198.18.30.0/24 via 198.18.10.254 dev eth1 (internet)"),
         ("198.18.20.128/25", "198.18.20.128/25 via 198.18.10.254 dev eth1 (lgwan)"),
     ]
+
+
+def test_vars_plugin_leaves_hosts_outside_the_zones_alone(tmp_path: Path) -> None:
+    """A host in no zone group and not a gateway (the control node, say) gets nothing from the
+    policy, and does not make a policy that names the zones' hosts fail."""
+    inv = tmp_path / "inv"
+    inv.mkdir()
+    (inv / "hosts.yml").write_text("all:\n  hosts:\n    localhost: {ansible_connection: local}\n")
+    shutil.copy(LAB_POLICY, inv / "zones.yml")
+    resolved = variables.load(inv)
+    assert resolved["localhost"].values["zone_firewall_admin_sources"] == []

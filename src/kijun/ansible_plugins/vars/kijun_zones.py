@@ -16,6 +16,8 @@ DOCUMENTATION = """
         hosts, addresses) and gives every host the variables of the zone_firewall role that the
         policy determines (kijun/zones.py, role_vars). A policy with any problem stops the run
         before anything is applied, naming the file and line of each problem.
+      - Only hosts of a zone group (zone_*) or of the gateways group get variables from the
+        policy; other hosts (the control node) get none and do not make it load.
       - The values are host variables, so they override group_vars; the zone policy is declared
         once, in zones.yml, and nowhere else.
 """
@@ -46,6 +48,9 @@ class VarsModule(BaseVarsPlugin):
         from kijun import zones
         from kijun.catalog import CatalogError
 
+        own = {g.name for g in host.get_groups()}
+        if not own & {"gateways"} and not any(g.startswith("zone_") for g in own):
+            return {}  # the policy is about the zones' hosts and gateways (not the control node)
         everyone = next((g for g in host.get_groups() if g.name == "all"), None)
         members = everyone.get_hosts() if everyone is not None else [host]
         inventory = {

@@ -24,6 +24,7 @@ import ipaddress
 import json
 import shlex
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -666,9 +667,20 @@ def test_declared_flows_effective(snapshot, expected, audit, inventory_hosts, py
     #    flow's source) to the hosts of the other zones through the gateway.
     plan = probe_matrix_plan(expected, pytestconfig)
     hosts = inventory_hosts("all")
+    with ThreadPoolExecutor(max_workers=max(1, len(plan))) as pool:  # all sources at once
+        found = dict(
+            zip(
+                plan,
+                pool.map(
+                    lambda item: run_probes(hosts[item[0]], [(t, a, p) for t, a, p, _ in item[1]]),
+                    plan.items(),
+                ),
+                strict=True,
+            )
+        )
     matrix, wrong = [], []
     for source, targets in plan.items():
-        outcomes = run_probes(hosts[source], [(t, a, p) for t, a, p, _ in targets])
+        outcomes = found[source]
         for target, address, port, reachable in targets:
             observed = outcomes.get((address, port), "not probed")
             matrix.append(

@@ -551,3 +551,18 @@ def test_vars_plugin_leaves_hosts_outside_the_zones_alone(tmp_path: Path) -> Non
     shutil.copy(LAB_POLICY, inv / "zones.yml")
     resolved = variables.load(inv)
     assert resolved["localhost"].values["zone_firewall_admin_sources"] == []
+
+
+def test_kijun_zones_check_lists_the_flows_or_refuses(tmp_path: Path) -> None:
+    from .conftest import run_kijun
+
+    inv = _lab_inventory_copy(tmp_path)
+    proc = run_kijun("zones", "check", "-i", str(inv))
+    assert proc.returncode == 0, proc.stderr
+    assert "zone policy OK: 3 zones, 8 hosts in them, 11 flows" in proc.stdout
+    assert "mail-in" in proc.stdout
+    policy = inv / "zones.yml"
+    policy.write_text(policy.read_text().replace("to: in-mail01", "to: in-mial01"))
+    proc = run_kijun("zones", "check", "-i", str(inv))
+    assert proc.returncode == 2
+    assert f"{policy}:{line_of(policy, 'to: in-mial01')}: mail-out.to: unknown host" in proc.stderr

@@ -269,6 +269,46 @@ def catalog_check(
     )
 
 
+# --- the zone policy ------------------------------------------------------------------------
+
+zones_app = typer.Typer(help="The zone policy of an inventory (zones.yml, inventories/ZONES.md).")
+app.add_typer(zones_app, name="zones")
+
+
+@zones_app.command("check")
+def zones_check(
+    inventory: Path = typer.Option(
+        Path("inventories/lab"), "-i", "--inventory", help="Inventory file or directory."
+    ),
+) -> None:
+    """Check the inventory's zone policy against the inventory; list its flows (exit 2: refused,
+    every problem with file and line)."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from kijun import zones
+    from kijun.paths import NotACheckoutError
+
+    try:
+        policy, hosts = zones.load_inventory(inventory)
+    except (zones.ZonePolicyError, NotACheckoutError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    table = Table("flow", "from", "to", "port", "over", "purpose", "clause")
+    for flow in policy.flows:
+        table.add_row(*(Text(str(cell)) for cell in (
+            flow.name, flow.source, flow.destination, f"{flow.proto}/{flow.port}",
+            flow.over, flow.purpose, flow.clause,
+        )))  # fmt: skip
+    Console().print(table)
+    members = sum(1 for h in hosts.values() if h.zone in policy.zones)
+    typer.echo(
+        f"zone policy OK: {len(policy.zones)} zones, {members} hosts in them, "
+        f"{len(policy.flows)} flows ({policy.path})"
+    )
+
+
 # --- audits, evidence and history -----------------------------------------------------------
 
 STATUS_STYLE = {

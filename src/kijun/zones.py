@@ -858,3 +858,30 @@ def role_vars(policy: ZonePolicy, hosts: Mapping[str, InventoryHost], name: str)
         "zone_firewall_public_servers": addresses_of(policy.public_servers) if gateway else [],
         "zone_firewall_external_interface": policy.external_interface if gateway else "",
     }
+
+
+def inventory_hosts(inventory: Path) -> dict[str, InventoryHost]:
+    """The hosts of an Ansible inventory (file or directory) as the zone policy sees them: their
+    groups and the addresses the inventory gives them (what the kijun_zones plugin reads)."""
+    import os
+
+    os.environ.setdefault("ANSIBLE_CONFIG", str(paths.repo_root() / "ansible.cfg"))
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+
+    manager = InventoryManager(loader=DataLoader(), sources=[str(inventory)])
+    return {
+        h.name: InventoryHost.of(h.name, (g.name for g in h.get_groups()), h.vars)
+        for h in manager.get_hosts()
+    }
+
+
+def load_inventory(inventory: Path) -> tuple[ZonePolicy, dict[str, InventoryHost]]:
+    """The zone policy of an inventory (``<inventory>/zones.yml``), checked against it."""
+    path = policy_path(inventory)
+    if not path.is_file():
+        raise ZonePolicyError(
+            [Problem(path, 0, "no zone policy here; write one (see inventories/ZONES.md)")]
+        )
+    hosts = inventory_hosts(inventory)
+    return load(path, hosts), hosts

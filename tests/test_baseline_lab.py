@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,8 @@ def drift_rounds(
     cases: list[tuple[str, roletest.DriftCase]], groups: dict[str, list[str]]
 ) -> list[list[tuple[str, roletest.DriftCase, list[str]]]]:
     """Cases grouped into rounds whose target hosts do not overlap, so that a round's cases can
-    be applied at once, audited in one run and restored in one playbook run."""
+    be applied at once, audited in one run and restored in one playbook run. Each case drifts
+    one host: a plain host, or one of its group's hosts."""
     rounds: list[list[tuple[str, roletest.DriftCase, list[str]]]] = []
     used: list[set[str]] = []
     for role, case in cases:
@@ -99,29 +101,38 @@ def drift_rounds(
             if i == len(rounds):
                 rounds.append([])
                 used.append(set())
-            if case.group is not None:
-                targets = groups[case.group]
-                if used[i] & set(targets):
-                    continue
-            else:
-                free = [h for h in PLAIN_HOSTS if h not in used[i]]
-                if not free:
-                    continue
-                targets = free[:1]
+            # One host per case: a plain host, or a host of the case's group (its plainest).
+            members = PLAIN_HOSTS if case.group is None else groups[case.group]
+            free = sorted(
+                (h for h in members if h not in used[i]),
+                key=lambda h: (h not in PLAIN_HOSTS, members.index(h)),
+            )
+            if not free:
+                continue
+            targets = free[:1]
             rounds[i].append((role, case, targets))
             used[i] |= set(targets)
             break
     return rounds
 
 
+@dataclass
+class Outcome:
+    """A drift case on the lab: per target host, the failing controls after the drift and
+    after restoring the role, and the drifted hosts' audit records."""
+
+    drifted: dict[str, dict[str, list[str]]]
+    restored: dict[str, dict[str, list[str]]]
+    records: list[dict[str, Any]]
+
+
 @pytest.fixture(scope="module")
-def drift_outcomes(applied_lab: str) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
-    """Every drift case applied on the lab, a round at a time: per case, the failing controls
-    per target host after the drift, and after restoring the role."""
+def drift_outcomes(applied_lab: str) -> dict[str, Outcome]:
+    """Every drift case applied on the lab, a round at a time."""
     spec = lab.default_spec()
     inv = lab.render_inventory(spec)["all"]["children"]
     groups = {g: sorted(v.get("hosts", {})) for g, v in inv.items()}
-    outcomes: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    outcomes: dict[str, Outcome] = {}
     for batch in drift_rounds(CASES, groups):
         hosts = sorted({h for _, _, targets in batch for h in targets})
         try:
@@ -129,16 +140,18 @@ def drift_outcomes(applied_lab: str) -> dict[str, tuple[dict[str, Any], dict[str
                 for name in targets:
                     proc = lab.exec_on(spec.host(name), f"sudo sh -c {_quote(case.command)}")
                     assert proc.returncode == 0, f"{case.name} on {name}: {proc.stderr}"
-            drifted = _failing_by_host(audit(",".join(hosts)))
+            records = audit(",".join(hosts))
+            drifted = _failing_by_host(records)
         finally:
             roles = ",".join(sorted({role for role, _, _ in batch}))
             restore = playbook("--limit", ",".join(hosts), "--tags", roles)
             assert restore.returncode == 0, restore.stdout[-3000:]
         restored = _failing_by_host(audit(",".join(hosts)))
         for role, case, targets in batch:
-            outcomes[f"{role}:{case.name}"] = (
+            outcomes[f"{role}:{case.name}"] = Outcome(
                 {h: drifted.get(h, {}) for h in targets},
                 {h: restored.get(h, {}) for h in targets},
+                [r for r in records if r["host"] in targets],
             )
     return outcomes
 
@@ -163,17 +176,78 @@ def test_drift_rounds_keep_targets_apart() -> None:
     assert sum(len(b) for b in rounds) == len(cases)
 
 
+def test_a_group_case_drifts_one_host_the_plainest_free_one() -> None:
+    groups = {"zone_lgwan": ["lg-log01", "lg-app01", "lg-mail01"]}
+    plain = roletest.DriftCase("c", "true", frozenset({"X-01"}))
+    lg = roletest.DriftCase("g", "true", frozenset({"X-02"}), "zone_lgwan")
+    rounds = drift_rounds([("r", plain), ("r", lg), ("r", lg), ("r", lg)], groups)
+    targets = [[t for _, _, t in batch] for batch in rounds]
+    # lg-app01 is the plain host of the first case; the group's cases take lg-mail01 (plain),
+    # then lg-log01, then lg-app01 again in the next round.
+    assert targets == [[["lg-app01"], ["lg-mail01"], ["lg-log01"]], [["lg-app01"]]]
+
+
 @pytest.mark.parametrize(("role", "case"), CASES, ids=[f"{r}:{c.name}" for r, c in CASES])
 def test_drift_is_reported_against_its_own_control(
-    drift_outcomes: dict[str, tuple[dict[str, Any], dict[str, Any]]],
-    role: str,
-    case: roletest.DriftCase,
+    drift_outcomes: dict[str, Outcome], role: str, case: roletest.DriftCase
 ) -> None:
-    drifted, restored = drift_outcomes[f"{role}:{case.name}"]
-    for host, found in drifted.items():
+    outcome = drift_outcomes[f"{role}:{case.name}"]
+    # The admin kept SSH access throughout: every drifted host was assessed over SSH.
+    assert outcome.records and not [r for r in outcome.records if r["outcome"] == "not_assessed"]
+    for host, found in outcome.drifted.items():
         assert set(found) == set(case.controls), (host, found)
-    assert all(found == {} for found in restored.values()), restored
+    assert all(found == {} for found in outcome.restored.values()), outcome.restored
+
+
+def test_gateway_drift_shows_in_the_probe_matrix(drift_outcomes: dict[str, Outcome]) -> None:
+    """The gateway accepting everything from the internet zone: the probe matrix shows the
+    connections from the internet zone into the LGWAN zone that should have been blocked."""
+    outcome = drift_outcomes["zone_gateway:gateway accepts everything from the internet zone"]
+    [probes] = [r for r in outcome.records if r["check"] == "declared_flows_effective"]
+    assert probes["outcome"] == "fail"
+    zone = {h.name: h.zone for h in lab.default_spec().hosts}
+    through = [
+        p for p in probes["observed"]["probe matrix"]
+        if p["expected"] == "blocked" and p["observed"] in ("connected", "refused")
+    ]  # fmt: skip
+    assert through, probes["observed"]["probe matrix"]
+    assert {(zone[p["from"]], zone[p["to"]]) for p in through} == {("internet", "lgwan")}
+    # and nothing else changed: the declared flows still connect
+    declared = [p for p in probes["observed"]["probe matrix"] if p["expected"] == "connects"]
+    assert declared and all(p["observed"] in ("connected", "refused") for p in declared)
 
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def _run_playbook(name: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(VENV_BIN / "ansible-playbook"), f"playbooks/{name}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+
+
+def test_emergency_cutoff_and_restore_on_the_lab(applied_lab: str) -> None:
+    """直ちにインターネットとの接続を切断する: the emergency playbook cuts the internet zone off at
+    gw01 (real connections from and to it fail, the individual-number zone's flows and the
+    admin's access do not); the audit reports the undeclared cut-off; the restore playbook
+    brings the declared state back."""
+    cut = _run_playbook("zone_cutoff.yml")
+    try:
+        assert cut.returncode == 0, cut.stdout[-3000:]
+        records = audit("gw01")
+        found = roletest.failing(records)
+        assert set(found) == {"FW-06", "FW-11"}, found
+        [probes] = [r for r in records if r["check"] == "declared_flows_effective"]
+        matrix = probes["observed"]["probe matrix"]
+        zone = {h.name: h.zone for h in lab.default_spec().hosts}
+        declared = [p for p in matrix if p["expected"] == "connects"]
+        cut_off = [p for p in declared if "internet" in (zone[p["from"]], zone[p["to"]])]
+        assert cut_off and all(p["observed"] == "blocked" for p in cut_off), cut_off
+        kept = [p for p in declared if "internet" not in (zone[p["from"]], zone[p["to"]])]
+        assert all(p["observed"] in ("connected", "refused") for p in kept), kept
+    finally:
+        restore = _run_playbook("zone_restore.yml")
+        assert restore.returncode == 0, restore.stdout[-3000:]
+    assert roletest.failing(audit("gw01")) == {}

@@ -955,10 +955,11 @@ def test_other_zones_unreachable(snapshot, expected, audit, hostvars, host, pyte
         allowed = (address, port) in declared
         matrix.append(
             {
+                "from": hostvars.name,
                 "to": name,
                 "address": address,
                 "port": port,
-                "expected": "reachable" if allowed else "blocked",
+                "expected": "connects" if allowed else "blocked",
                 "observed": observed,
             }
         )
@@ -967,7 +968,7 @@ def test_other_zones_unreachable(snapshot, expected, audit, hostvars, host, pyte
     audit.expect(
         not reached and len(outcomes) == len(targets),
         expected="only the declared destinations (FW-02) are reachable in other zones",
-        observed={"reached though not declared": reached, "matrix": matrix},
+        observed={"reached though not declared": reached, "probe matrix": matrix},
         message=f"{len(targets)} TCP connections tried from {hostvars.name} (nc, 2 s)",
     )
 

@@ -605,3 +605,80 @@ def test_junit_xml_unassessed_host_without_results_and_control_characters() -> N
     assert suites["in-web01"].get("tests") == "0"
     observed = {p.get("name"): p.get("value") for p in root.iter("property")}["observed"]
     assert observed == "\\x1b[31mred\\x1b[0m\\x00"
+
+
+# -- the probe matrix --------------------------------------------------------------------------
+
+
+def probe_doc() -> RunDocument:
+    doc = sample_doc()
+    matrix = [
+        {"from": "in-mail01", "to": "lg-mail01", "port": 25, "expected": "connects",
+         "observed": "connected"},
+        {"from": "in-mail01", "to": "lg-mail01", "port": 22, "expected": "blocked",
+         "observed": "blocked"},
+        # drift: the gateway lets the internet zone through to an undeclared port
+        {"from": "in-web01", "to": "lg-app01", "port": 8080, "expected": "blocked",
+         "observed": "refused"},
+        {"from": "in-web01", "to": "=cmd|' /C calc'!A0", "port": 443, "expected": "connects",
+         "observed": "blocked"},
+    ]  # fmt: skip
+    doc.results.append(
+        ControlResult(
+            host="gw01",
+            control="FW-06",
+            area="firewall",
+            title={"ja": "特定通信のみの許可", "en": "Only the declared flows"},
+            status=Status.FAIL,
+            checks=[
+                CheckResult(
+                    "declared_flows_effective",
+                    "fail",
+                    "declared flows connect",
+                    {"probes not as declared": ["..."], "probe matrix": matrix},
+                )
+            ],
+        )
+    )
+    return doc
+
+
+def test_probe_rows_say_which_connections_are_not_as_declared() -> None:
+    from kijun.report import probe_rows
+
+    rows = probe_rows(probe_doc())
+    assert [(r.source, r.target, r.port, r.as_declared) for r in rows] == [
+        ("in-mail01", "lg-mail01", 25, True),
+        ("in-mail01", "lg-mail01", 22, True),
+        ("in-web01", "lg-app01", 8080, False),  # refused = passed the firewalls
+        ("in-web01", "=cmd|' /C calc'!A0", 443, False),
+    ]
+    assert {r.host for r in rows} == {"gw01"} and {r.control for r in rows} == {"FW-06"}
+    assert probe_rows(sample_doc()) == []
+
+
+def test_probe_matrix_csv_for_excel() -> None:
+    from kijun.report import PROBE_HEADER, render_probe_matrix_csv
+
+    assert render_probe_matrix_csv(sample_doc()) is None  # no probes, no file
+    data = render_probe_matrix_csv(probe_doc())
+    assert data is not None and data.startswith("\ufeff".encode())
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    assert rows[0] == PROBE_HEADER
+    assert rows[3] == ["gw01", "FW-06", "declared_flows_effective", "in-web01", "lg-app01", "",
+                       "8080", "blocked", "refused", "NO"]  # fmt: skip
+    assert rows[4][4].startswith("'=")  # a formula from a host name is defused
+    assert len(rows) == 5
+
+
+def test_html_shows_the_probe_matrix_as_a_table() -> None:
+    html = render_html(probe_doc())
+    section = html[html.index('<section id="probes">') : html.index('<section id="exceptions">')]
+    assert "gw01 FW-06" in section and "tcp/8080" in section and "tcp/25" in section
+    assert "宣言と異なる 2 件" in section  # two probes not as declared
+    # the cell that should have been blocked: marked, observed and expected both shown
+    cell = re.search(r'<td class="num probe s-fail"[^>]*>(.*?)</td>', section, re.S)
+    assert cell is not None and "✗" in cell.group(1) and "期待" in cell.group(1)
+    assert section.count('class="num probe ok"') == 2
+    assert "=cmd|&#39; /C calc&#39;!A0" in section  # host names are escaped
+    assert "この実行では通信の実測はありません" in render_html(sample_doc())

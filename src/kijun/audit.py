@@ -397,6 +397,9 @@ def execute(options: AuditOptions, progress: Progress | None = None) -> Outcome:
         bundle.add_text("report.html", report.render_html(doc, p.catalog))
         bundle.add_bytes("checklist.csv", report.render_checklist_csv(doc, p.catalog))
         bundle.add_bytes("junit.xml", report.render_junit(doc))
+        probes = report.render_probe_matrix_csv(doc)
+        if probes is not None:  # the connections the zone separation audits tried
+            bundle.add_bytes("probe-matrix.csv", probes)
         bundle.add_json("assessment-results.json", _oscal(doc, p.catalog))
         bundle.metadata["finished"] = run.finished
         bundle.metadata["interrupted"] = interrupted

@@ -7,6 +7,8 @@
 * :func:`render_checklist_csv` — the self-inspection sheet (自己点検表): one row per host and
   control, UTF-8 with BOM and CRLF, for Excel.
 * :func:`render_junit` — ``junit.xml``: a testsuite per host, a testcase per control.
+* :func:`render_probe_matrix_csv` — ``probe-matrix.csv``: every real connection the audits
+  tried between zones (from, to, port, expected, observed), when a check made any.
 
 All three are pure functions of a :class:`~kijun.results.RunDocument` (the catalog, when
 given, adds each control's requirement text); the caller adds their output to the bundle::
@@ -45,6 +47,8 @@ __all__ = [
     "render_checklist_csv",
     "render_html",
     "render_junit",
+    "render_probe_matrix_csv",
+    "probe_rows",
     "status_label",
     "verdict",
 ]
@@ -410,7 +414,140 @@ def render_html(doc: RunDocument, catalog: Catalog | None = None) -> str:
         selected_hosts=list((doc.run.selection or {}).get("hosts") or []),
         not_assessed=str(Status.NOT_ASSESSED),
         problem_statuses={str(Status.FAIL), str(Status.ERROR), str(Status.NOT_ASSESSED)},
+        probes=_probe_tables(probe_rows(doc)),
+        probe_text=_PROBE_TEXT,
     )
+
+
+# -- the probe matrix --------------------------------------------------------------------------
+
+# A check that tried real connections reports them as ``observed["probe matrix"]``: a list of
+# {from, to, port, expected: connects|blocked, observed: connected|refused|blocked|...}.
+PROBE_KEY = "probe matrix"
+# "refused": the packet passed every firewall and found the port closed (a flow that connects).
+_PASSES = ("connected", "refused")
+_PROBE_TEXT = {
+    "connected": ("接続", "connected"),
+    "refused": ("到達（ポート閉）", "reached, port closed"),
+    "blocked": ("遮断", "blocked"),
+    "connects": ("接続可", "connects"),
+}
+
+
+@dataclass(frozen=True)
+class ProbeRow:
+    """One real connection an audit tried: which check on which host, and what it found."""
+
+    host: str  # the host whose check ran the probe (the zone gateway, or the source host)
+    control: str
+    check: str
+    source: str
+    target: str
+    address: str
+    port: int
+    expected: str  # connects | blocked
+    observed: str  # connected | refused | blocked | not probed
+
+    @property
+    def as_declared(self) -> bool:
+        return (self.observed in _PASSES) == (self.expected == "connects")
+
+
+def probe_rows(doc: RunDocument) -> list[ProbeRow]:
+    """Every probe of the run, in the order of the results."""
+    rows = []
+    for result in doc.results:
+        for check in result.checks:
+            observed = check.observed
+            matrix = observed.get(PROBE_KEY) if isinstance(observed, dict) else None
+            if not isinstance(matrix, list):
+                continue
+            for item in matrix:
+                if not isinstance(item, dict):
+                    continue
+                rows.append(
+                    ProbeRow(
+                        host=result.host,
+                        control=result.control,
+                        check=check.check,
+                        source=str(item.get("from", result.host)),
+                        target=str(item.get("to", "")),
+                        address=str(item.get("address", "")),
+                        port=int(item.get("port", 0)),
+                        expected=str(item.get("expected", "")),
+                        observed=str(item.get("observed", "")),
+                    )
+                )
+    return rows
+
+
+@dataclass
+class _ProbeTable:
+    """The probes of one check on one host, as source→target rows and port columns."""
+
+    host: str
+    control: str
+    check: str
+    ports: list[int]
+    rows: list[tuple[str, str, list[ProbeRow | None]]]  # (from, to, a cell per port)
+    total: int
+    not_as_declared: int
+
+
+def _probe_tables(rows: list[ProbeRow]) -> list[_ProbeTable]:
+    grouped: dict[tuple[str, str, str], list[ProbeRow]] = {}
+    for row in rows:
+        grouped.setdefault((row.host, row.control, row.check), []).append(row)
+    tables = []
+    for (host, control, check), probes in grouped.items():
+        ports = sorted({p.port for p in probes})
+        pairs: dict[tuple[str, str], dict[int, ProbeRow]] = {}
+        for p in probes:
+            pairs.setdefault((p.source, p.target), {})[p.port] = p
+        tables.append(
+            _ProbeTable(
+                host=host,
+                control=control,
+                check=check,
+                ports=ports,
+                rows=[
+                    (a, b, [cells.get(port) for port in ports]) for (a, b), cells in pairs.items()
+                ],
+                total=len(probes),
+                not_as_declared=sum(not p.as_declared for p in probes),
+            )
+        )
+    return tables
+
+
+PROBE_HEADER = [
+    "確認したホスト (checked on)",
+    "管理策 (control)",
+    "確認項目 (check)",
+    "接続元 (from)",
+    "接続先 (to)",
+    "宛先アドレス (address)",
+    "ポート (TCP port)",
+    "期待 (expected)",
+    "実測 (observed)",
+    "宣言どおり (as declared)",
+]
+
+
+def render_probe_matrix_csv(doc: RunDocument) -> bytes | None:
+    """``probe-matrix.csv``: one row per connection tried (UTF-8 with BOM, CRLF, for Excel),
+    or None when no check tried any."""
+    rows = probe_rows(doc)
+    if not rows:
+        return None
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
+    writer.writerow(PROBE_HEADER)
+    for r in rows:
+        cells = [r.host, r.control, r.check, r.source, r.target, r.address, str(r.port)]
+        cells += [r.expected, r.observed, "yes" if r.as_declared else "NO"]
+        writer.writerow([_cell(c) for c in cells])
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
 # -- junit.xml ---------------------------------------------------------------------------------

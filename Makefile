@@ -23,8 +23,10 @@ demo: setup
 	$(VENV)/ansible-playbook playbooks/site.yml
 	$(VENV)/kijun audit
 
+# Two workers: the molecule scenarios run beside the tests on the built-in lab
+# (tests/conftest.py puts each in its own xdist group).
 test: setup
-	$(VENV)/pytest
+	$(VENV)/pytest -n 2 --dist loadgroup
 
 test-fast: setup
 	$(VENV)/pytest -m "not lab"

@@ -54,3 +54,14 @@ def applied_lab() -> str:
     first = playbook()
     assert first.returncode == 0, first.stdout[-5000:]
     return first.stdout
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`make test` runs two xdist workers with --dist loadgroup: the molecule scenarios (their own
+    containers and networks) on one, the tests that share the built-in lab, in file order, on
+    the other; the rest wherever there is room."""
+    for item in items:
+        if item.get_closest_marker("lab") is None:
+            continue
+        group = "molecule" if item.path.name == "test_molecule.py" else "lab"
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -16,6 +16,7 @@ never to the internet zone. Everything the lab makes carries the label ``io.kiju
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import json
 import os
@@ -154,9 +155,17 @@ def inventory_path() -> Path:
 
 
 def ensure_credentials() -> None:
-    """The lab's SSH key and admin password, made once per checkout (mode 0600)."""
+    """The lab's SSH key and admin password, made once per checkout (mode 0600). Safe to call
+    from several processes at once (the lab and molecule scenarios in parallel test workers):
+    one makes them, the others wait and find them."""
     lab_dir().mkdir(parents=True, exist_ok=True)
     os.chmod(lab_dir(), 0o700)
+    with open(lab_dir() / ".credentials.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _make_credentials()
+
+
+def _make_credentials() -> None:
     if not key_path().is_file():
         subprocess.run(
             [

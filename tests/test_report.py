@@ -679,6 +679,8 @@ def test_html_shows_the_probe_matrix_as_a_table() -> None:
     # the cell that should have been blocked: marked, observed and expected both shown
     cell = re.search(r'<td class="num probe s-fail"[^>]*>(.*?)</td>', section, re.S)
     assert cell is not None and "✗" in cell.group(1) and "期待" in cell.group(1)
-    assert section.count('class="num probe ok"') == 2
+    assert section.count('class="num probe ok"') == 1  # tcp/22, blocked as declared
+    assert section.count('class="num probe ok declared"') == 1  # tcp/25, a declared flow
+    assert section.count('class="num probe s-fail declared"') == 1  # tcp/443 blocked
     assert "=cmd|&#39; /C calc&#39;!A0" in section  # host names are escaped
     assert "この実行では通信の実測はありません" in render_html(sample_doc())

@@ -23,10 +23,9 @@ demo: setup
 	$(VENV)/ansible-playbook playbooks/site.yml
 	$(VENV)/kijun audit
 
-# Two workers: the molecule scenarios run beside the tests on the built-in lab
-# (tests/conftest.py puts each in its own xdist group).
+# The molecule scenarios run in the background beside the other tests (tests/molecule_runs.py).
 test: setup
-	$(VENV)/pytest -n 2 --dist loadgroup
+	$(VENV)/pytest
 
 test-fast: setup
 	$(VENV)/pytest -m "not lab"

@@ -56,12 +56,21 @@ def applied_lab() -> str:
     return first.stdout
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`make test` runs two xdist workers with --dist loadgroup: the molecule scenarios (their own
-    containers and networks) on one, the tests that share the built-in lab, in file order, on
-    the other; the rest wherever there is room."""
-    for item in items:
-        if item.get_closest_marker("lab") is None:
-            continue
-        group = "molecule" if item.path.name == "test_molecule.py" else "lab"
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The selected molecule scenarios start at once, one after another in the background,
+    beside the tests on the built-in lab (their own containers and networks)."""
+    if session.config.option.collectonly or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    from . import molecule_runs
+
+    molecule_runs.start(
+        item.callspec.params["scenario"]
+        for item in session.items
+        if item.path.name == "test_molecule.py" and hasattr(item, "callspec")
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from . import molecule_runs
+
+    molecule_runs.stop()

@@ -3,13 +3,12 @@ changes, the audits/ modules, the drift step, admin access), destroy."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 
 import pytest
 
-from .conftest import ROOT, VENV_BIN
+from . import molecule_runs
+from .conftest import ROOT
 
 SCENARIOS = sorted(
     p.parent.name
@@ -29,13 +28,11 @@ def test_every_role_has_a_scenario() -> None:
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_molecule_scenario(scenario: str) -> None:
-    proc = subprocess.run(
-        [str(VENV_BIN / "molecule"), "test", "-s", scenario],
-        cwd=ROOT, capture_output=True, text=True, timeout=1200, check=False,
-        env={**os.environ, "PY_COLORS": "0", "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1"},
-    )  # fmt: skip
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    # Started in the background when the session began (tests/molecule_runs.py).
+    run = molecule_runs.outcome(scenario)
+    output = run.output + f"\n(molecule test -s {scenario}: {run.seconds:.0f} s)"
+    assert run.returncode == 0, output[-6000:]
     # molecule words its progress as "time_sync ➜ verify: Executed: Successful" on a terminal and
     # as "[time_sync > verify] Executed: Successful" when CI is set: the verify step must have run.
     verified = re.compile(rf"\[?{re.escape(scenario)} (?:➜|>) verify\]?:? Executed: Successful")
-    assert verified.search(proc.stdout + proc.stderr), (proc.stdout + proc.stderr)[-6000:]
+    assert verified.search(run.output), output[-6000:]

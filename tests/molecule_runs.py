@@ -1,0 +1,89 @@
+"""The molecule scenarios, run in the background while the other tests run.
+
+Each scenario takes minutes and uses only its own containers and networks, so the session
+starts them at once (tests/conftest.py, ``pytest_collection_finish``), one after another in a
+worker thread, and ``tests/test_molecule.py`` waits for each one's outcome. Run without that
+start (under xdist, or called directly), :func:`outcome` runs the scenario there and then.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from .conftest import ROOT, VENV_BIN
+
+TIMEOUT = 1200  # seconds per scenario
+
+
+@dataclass(frozen=True)
+class Outcome:
+    scenario: str
+    returncode: int
+    output: str  # stdout and stderr together
+    seconds: float
+
+
+_lock = threading.Lock()
+_runs: dict[str, Future[Outcome]] = {}
+_running: list[subprocess.Popen[str]] = []
+_pool: ThreadPoolExecutor | None = None
+_stopped = threading.Event()
+
+
+def run(scenario: str) -> Outcome:
+    """`molecule test -s SCENARIO` as a user runs it (no colours, so the output can be read)."""
+    started = time.monotonic()
+    if _stopped.is_set():
+        return Outcome(scenario, -1, "not run: the test session ended first", 0.0)
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "molecule"), "test", "-s", scenario],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PY_COLORS": "0", "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1"},
+    )  # fmt: skip
+    with _lock:
+        _running.append(proc)
+    try:
+        output, _ = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        output, _ = proc.communicate()
+        output += f"\n(molecule test -s {scenario} killed after {TIMEOUT} s)"
+    finally:
+        with _lock:
+            _running.remove(proc)
+    return Outcome(scenario, proc.returncode, output, time.monotonic() - started)
+
+
+def start(scenarios: Iterable[str]) -> None:
+    """Start the scenarios in the background, in the given order, one at a time."""
+    global _pool
+    todo = [s for s in scenarios if s not in _runs]
+    if not todo:
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="molecule")
+    for scenario in todo:
+        _runs[scenario] = _pool.submit(run, scenario)
+
+
+def outcome(scenario: str) -> Outcome:
+    """The scenario's outcome: waited for when it was started in the background."""
+    future = _runs.get(scenario)
+    return future.result() if future is not None else run(scenario)
+
+
+def stop() -> None:
+    """End of the session: scenarios not yet started never start, a running one is stopped
+    (its next run begins with molecule's destroy step)."""
+    _stopped.set()
+    if _pool is not None:
+        _pool.shutdown(wait=False, cancel_futures=True)
+    with _lock:
+        for proc in _running:
+            proc.terminate()

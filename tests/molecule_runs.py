@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from kijun import roletest
+
 from .conftest import ROOT, VENV_BIN
 
 TIMEOUT = 1200  # seconds per scenario
@@ -27,6 +29,7 @@ class Outcome:
     returncode: int
     output: str  # stdout and stderr together
     seconds: float
+    cases_on_lab: bool = False  # the further drift cases were left to the lab's drift tests
 
 
 _lock = threading.Lock()
@@ -36,15 +39,19 @@ _pool: ThreadPoolExecutor | None = None
 _stopped = threading.Event()
 
 
-def run(scenario: str) -> Outcome:
-    """`molecule test -s SCENARIO` as a user runs it (no colours, so the output can be read)."""
+def run(scenario: str, cases_on_lab: bool = False) -> Outcome:
+    """`molecule test -s SCENARIO` as a user runs it (no colours, so the output can be read).
+    ``cases_on_lab``: the session runs the scenario's further drift cases on the lab, so its
+    verify step leaves them (kijun.roletest)."""
     started = time.monotonic()
+    env = {**os.environ, "PY_COLORS": "0", "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1"}
+    if cases_on_lab:
+        env[roletest.CASES_ON_LAB] = "1"
     if _stopped.is_set():
-        return Outcome(scenario, -1, "not run: the test session ended first", 0.0)
+        return Outcome(scenario, -1, "not run: the test session ended first", 0.0, cases_on_lab)
     proc = subprocess.Popen(
         [str(VENV_BIN / "molecule"), "test", "-s", scenario],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PY_COLORS": "0", "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1"},
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )  # fmt: skip
     with _lock:
         _running.append(proc)
@@ -57,11 +64,12 @@ def run(scenario: str) -> Outcome:
     finally:
         with _lock:
             _running.remove(proc)
-    return Outcome(scenario, proc.returncode, output, time.monotonic() - started)
+    return Outcome(scenario, proc.returncode, output, time.monotonic() - started, cases_on_lab)
 
 
-def start(scenarios: Iterable[str]) -> None:
-    """Start the scenarios in the background, in the given order, one at a time."""
+def start(scenarios: Iterable[str], cases_on_lab: bool = False) -> None:
+    """Start the scenarios in the background, in the given order, one at a time
+    (``cases_on_lab``: see :func:`run`)."""
     global _pool
     todo = [s for s in scenarios if s not in _runs]
     if not todo:
@@ -69,7 +77,7 @@ def start(scenarios: Iterable[str]) -> None:
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="molecule")
     for scenario in todo:
-        _runs[scenario] = _pool.submit(run, scenario)
+        _runs[scenario] = _pool.submit(run, scenario, cases_on_lab)
 
 
 def outcome(scenario: str) -> Outcome:

@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+from kijun import roletest
+
 from . import molecule_runs
 from .conftest import ROOT
 
@@ -36,3 +38,10 @@ def test_molecule_scenario(scenario: str) -> None:
     # as "[time_sync > verify] Executed: Successful" when CI is set: the verify step must have run.
     verified = re.compile(rf"\[?{re.escape(scenario)} (?:➜|>) verify\]?:? Executed: Successful")
     assert verified.search(run.output), output[-6000:]
+    # The further drift cases ran here, or were left to the lab's drift tests of this session.
+    cases = roletest.load_drift_cases(ROOT / "molecule" / scenario / "drift_cases.yml")
+    for case in cases:
+        if run.cases_on_lab:
+            assert "run on the lab in this run" in run.output, output[-6000:]
+        else:
+            assert f"drift case {case.name!r} is reported against" in run.output, output[-6000:]

@@ -87,3 +87,23 @@ def test_unit_states_that_do_not_match_the_request_are_refused() -> None:
         snap.unit("a.service")
     with pytest.raises(ValueError, match="not a systemd unit"):
         snapshot.units_command({"rsyslog; reboot"})
+
+
+def test_a_check_adds_its_own_evidence_once() -> None:
+    snap = snapshot.Snapshot("h1", {"t/collected": snapshot.Output("x", 0)})
+    snap.add("mail/smtp_outside", "S: 220 relay ESMTP\n", 0)
+    assert snap["mail/smtp_outside"] == snapshot.Output("S: 220 relay ESMTP\n", 0)
+    with pytest.raises(ValueError, match="already"):
+        snap.add("t/collected", "replaced")
+    with pytest.raises(ValueError, match="area/name"):
+        snap.add("no-area", "x")
+
+
+def test_evidence_a_check_adds_counts_as_read() -> None:
+    from kijun.audit_plugin import TrackedSnapshot
+
+    tracked = TrackedSnapshot(snapshot.Snapshot("h1", {}))
+    assert "mail/smtp_size" not in tracked
+    tracked.add("mail/smtp_size", "S: 552 5.3.4\n", 1)
+    assert "mail/smtp_size" in tracked
+    assert tracked.read == ["mail/smtp_size"]

@@ -250,6 +250,14 @@ class TrackedSnapshot:
     def text(self, key: str) -> str:
         return self[key].stdout
 
+    def __contains__(self, key: str) -> bool:
+        return key in self._inner.outputs
+
+    def add(self, key: str, stdout: str, rc: int = 0) -> snap.Output:
+        """Add a check's own evidence (see :meth:`kijun.snapshot.Snapshot.add`), read by it."""
+        self._inner.add(key, stdout, rc)
+        return self[key]
+
     def unit(self, name: str) -> snap.Unit:
         self[snap.UNITS_KEY]  # recorded as read: the unit states are this check's evidence
         return self._inner.unit(name)

@@ -151,6 +151,16 @@ class Snapshot:
     def text(self, key: str) -> str:
         return self[key].stdout
 
+    def add(self, key: str, stdout: str, rc: int = 0) -> Output:
+        """Add an output made during a check (a live probe's transcript from the control node):
+        it becomes evidence like the collected ones. A collected output is never replaced."""
+        if not KEY_RE.match(key):
+            raise ValueError(f"evidence key {key!r} must look like 'area/name'")
+        if key in self.outputs:
+            raise ValueError(f"{key!r} is already in the snapshot of {self.host}")
+        self.outputs[key] = Output(stdout, rc)
+        return self.outputs[key]
+
     @functools.cached_property
     def _units(self) -> dict[str, Unit]:
         return parse_units(self[UNITS_KEY].stdout)  # once per host, not once per check

@@ -50,7 +50,8 @@ COLLECT = {
         "/etc/network/interfaces.d/* 2>/dev/null | sed 's/^/ifupdown /'; true"
     ),
     "wireless/modules": (
-        "modprobe --showconfig 2>/dev/null | grep -E '^(install|blacklist) (cfg80211|mac80211) '; "
+        "modprobe --showconfig 2>/dev/null "
+        "| grep -E '^(install|blacklist) (cfg80211|mac80211)( |$)'; "
         "[ -r /proc/modules ] && grep -E '^(cfg80211|mac80211) ' /proc/modules "
         "| sed 's/^/loaded /'; true"
     ),

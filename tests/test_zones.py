@@ -360,6 +360,29 @@ def test_management_flow_needs_hosts_on_the_management_network(tmp_path: Path) -
          "management network")  # fmt: skip
 
 
+def test_admin_hosts_reach_a_declared_service_over_the_management_network(tmp_path: Path) -> None:
+    """The control node's live audit probes (the mail relays' SMTP, ML-01): the relay accepts
+    smtp from the admin hosts at its management address; nothing goes through the gateway."""
+    text = BASE + flow("audit-smtp", "admin_hosts", "lgmail", over="management")
+    inventory = hosts()
+    policy = zones.load(write(tmp_path, text), inventory)
+    relay = zones.role_vars(policy, inventory, "lgmail")
+    [smtp] = [s for s in relay["zone_firewall_services"] if s["name"] == "smtp"]
+    assert smtp["sources"] == ["10.0.0.1"]
+    gateway = zones.role_vars(policy, inventory, "gw")
+    assert [f["name"] for f in gateway["zone_firewall_flows"]] == ["mail-out"]
+    assert "audit-smtp" not in {o["name"] for o in relay["zone_firewall_output_allowed"]}
+
+
+def test_admin_hosts_only_as_a_source_and_only_over_management(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE + flow("audit-smtp", "admin_hosts", "lgmail"))
+    only(refused(path), path, line_of(path, "name: audit-smtp"), "add over: management")
+    path = write(tmp_path, BASE + flow("back", "lgmail", "admin_hosts", over="management"))
+    only(refused(path), path, line_of(path, "to: admin_hosts"), "only ever a flow's source")
+    path = write(tmp_path, BASE + flow("wide", "admin_hosts", "lgwan", over="management"))
+    only(refused(path), path, line_of(path, "over: management"), "both ends must be named hosts")
+
+
 def test_unknown_fields_and_missing_fields_are_refused(tmp_path: Path) -> None:
     text = BASE.replace("    purpose: メール送信\n", "").replace("port: 25\n    ", "prot: 25\n    ")
     path = write(tmp_path, text)
@@ -559,7 +582,7 @@ def test_kijun_zones_check_lists_the_flows_or_refuses(tmp_path: Path) -> None:
     inv = _lab_inventory_copy(tmp_path)
     proc = run_kijun("zones", "check", "-i", str(inv))
     assert proc.returncode == 0, proc.stderr
-    assert "zone policy OK: 3 zones, 8 hosts in them, 11 flows" in proc.stdout
+    assert "zone policy OK: 3 zones, 8 hosts in them, 15 flows" in proc.stdout
     assert "mail-in" in proc.stdout
     policy = inv / "zones.yml"
     policy.write_text(policy.read_text().replace("to: in-mail01", "to: in-mial01"))

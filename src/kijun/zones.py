@@ -55,6 +55,9 @@ _ANY_SPELLINGS = {"any", "all", "*", "0.0.0.0/0", "0/0"}
 PROTOCOLS = ("tcp", "udp")
 EVERYWHERE = "0.0.0.0/0"  # how 'any' appears in the role's variables
 OUTSIDE = "outside"  # the zone of 'any' in the gateway's flows
+# The admin hosts (management.admin_hosts) as the source of a flow over the management network,
+# e.g. the control node's live audit probes (the SMTP relay probes of ML-01).
+ADMIN = "admin_hosts"
 
 IPv4Net = ipaddress.IPv4Network
 IPv4Addr = ipaddress.IPv4Address
@@ -79,7 +82,7 @@ class Zone:
 class Endpoint:
     """One side of a flow: a host of the inventory, a zone, or ``any`` (outside networks)."""
 
-    kind: str  # "host" | "zone" | "any"
+    kind: str  # "host" | "zone" | "any" | "admin_hosts"
     name: str
 
     def __str__(self) -> str:
@@ -424,6 +427,8 @@ class _Reader:
         text = value.strip()
         if text.lower() in _ANY_SPELLINGS:
             return Endpoint(ANY, ANY)
+        if text == ADMIN:
+            return Endpoint(ADMIN, ADMIN)
         if text.startswith("zone_") and text.removeprefix("zone_") in ZONES:
             text = text.removeprefix("zone_")
         if text in ZONES:
@@ -489,11 +494,26 @@ class _Reader:
                 "internet zone; they never communicate (FW-09, 三層の対策)",
             )
             return False
-        if flow.over == "management" and (src.kind != "host" or dst.kind != "host"):
+        if dst.kind == ADMIN:
+            self.fail(
+                (*loc, "to"),
+                f"flow {flow.name} goes to the admin hosts; they are only ever a flow's source "
+                "(SSH to the hosts is always allowed from them, FW-03)",
+            )
+            return False
+        if src.kind == ADMIN and flow.over != "management":
+            self.fail(
+                (*loc, "over"),
+                f"flow {flow.name} comes from the admin hosts, which are on the management "
+                "network: add over: management",
+            )
+            return False
+        if flow.over == "management" and (src.kind not in ("host", ADMIN) or dst.kind != "host"):
             self.fail(
                 (*loc, "over"),
                 f"flow {flow.name} goes over the management network, "
-                "where both ends must be named hosts (their management addresses)",
+                "where both ends must be named hosts (their management addresses) "
+                "or the source the admin hosts",
             )
             return False
         return True
@@ -720,6 +740,8 @@ def _zone_of(end: Endpoint, hosts: Mapping[str, InventoryHost]) -> str:
         return end.name
     if end.kind == "host":
         return hosts[end.name].zone or ""
+    if end.kind == ADMIN:
+        return "management"
     return OUTSIDE
 
 
@@ -764,6 +786,8 @@ def _addresses(
         return [EVERYWHERE]
     if end.kind == "zone":
         return [str(n) for n in policy.zones[end.name].networks]
+    if end.kind == ADMIN:
+        return [str(a) for a in policy.admin_hosts]
     host = hosts[end.name]
     return [str(host.management_address if over == "management" else host.address)]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from kijun import lab, roletest
 
@@ -24,6 +25,18 @@ CASES = [
     for role_dir in sorted((ROOT / "molecule").iterdir())
     for case in roletest.load_drift_cases(role_dir / "drift_cases.yml")
 ]
+
+
+def scenario_roles(scenario: str) -> list[str]:
+    """The roles a scenario's converge.yml applies: the site.yml tags that restore its cases."""
+    plays = yaml.safe_load((ROOT / "molecule" / scenario / "converge.yml").read_text()) or []
+    roles = [
+        r["role"] if isinstance(r, dict) else r for play in plays for r in play.get("roles", [])
+    ]
+    assert roles, f"molecule/{scenario}/converge.yml applies no role"
+    return roles
+
+
 # Where a drift case without a group is tried in the lab: a host of each zone would do; the
 # LGWAN application server is the plainest.
 DEFAULT_TARGET = "lg-app01"
@@ -143,7 +156,9 @@ def drift_outcomes(applied_lab: str) -> dict[str, Outcome]:
             records = audit(",".join(hosts))
             drifted = _failing_by_host(records)
         finally:
-            roles = ",".join(sorted({role for role, _, _ in batch}))
+            roles = ",".join(
+                sorted({r for scenario, _, _ in batch for r in scenario_roles(scenario)})
+            )
             restore = playbook("--limit", ",".join(hosts), "--tags", roles)
             assert restore.returncode == 0, restore.stdout[-3000:]
         restored = _failing_by_host(audit(",".join(hosts)))
@@ -251,3 +266,12 @@ def test_emergency_cutoff_and_restore_on_the_lab(applied_lab: str) -> None:
         restore = _run_playbook("zone_restore.yml")
         assert restore.returncode == 0, restore.stdout[-3000:]
     assert roletest.failing(audit("gw01")) == {}
+
+
+def test_each_scenario_s_cases_are_restored_by_its_roles_tags() -> None:
+    """A scenario named otherwise than its role (zone_gateway) restores with the role's tag."""
+    site = yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text())
+    tags = {t for play in site for r in play.get("roles", []) for t in r.get("tags", [])}
+    for scenario in {s for s, _ in CASES}:
+        assert set(scenario_roles(scenario)) <= tags, scenario
+    assert scenario_roles("zone_gateway") == ["zone_firewall"]

@@ -48,18 +48,6 @@ done
 for f in $found; do echo "local $f"; done
 """
 
-_LOGROTATE_FILES = r"""
-for f in /etc/logrotate.conf $(awk '$1 == "include" {print $2}' /etc/logrotate.conf); do
-  if [ -d "$f" ]; then
-    for g in "$f"/* "$f"/.[!.]*; do
-      [ -f "$g" ] && { printf '==> kijun-file: %s\n' "$g"; cat "$g"; echo; }
-    done
-  elif [ -f "$f" ]; then
-    printf '==> kijun-file: %s\n' "$f"; cat "$f"; echo
-  fi
-done
-"""
-
 _GROUPS = r"""
 for g in adm systemd-journal; do
   e=$(getent group "$g") || continue
@@ -84,11 +72,10 @@ COLLECT = {
         "stat -c '%F|%U|%G|%a|%n' /var/log/journal /var/log/journal/$m "
         "/var/log/journal/$m/system.journal; journalctl --disk-usage"
     ),
-    "logging/rsyslog_conf": "rsyslogd -N1 -o /dev/stdout",
+    **rs.COLLECT,
     "logging/rsyslog_work_directory": _WORK_DIRECTORY,
     "logging/listening": "ss -Hltnp",
-    "logging/logrotate_debug": "logrotate -d /etc/logrotate.conf 2>&1",
-    "logging/logrotate_files": _LOGROTATE_FILES,
+    **lr.COLLECT,
     "logging/log_files": (
         "find /var/log -xdev -path /var/log/journal -prune -o "
         "\\( -type f -o -type d \\) -printf '%m %u %g %y %p\\n'"

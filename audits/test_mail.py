@@ -46,25 +46,14 @@ PARAMETERS = (
     "anvil_rate_time_unit", "myhostname", "mydestination", "mail_name", "mail_version",
 )  # fmt: skip
 _ONLY_WHERE_POSTFIX = "systemctl -q is-enabled postfix.service 2>/dev/null || exit 0; "
-_LOGROTATE_FILES = r"""
-for f in /etc/logrotate.conf $(awk '$1 == "include" {print $2}' /etc/logrotate.conf); do
-  if [ -d "$f" ]; then
-    for g in "$f"/* "$f"/.[!.]*; do
-      [ -f "$g" ] && { printf '==> kijun-file: %s\n' "$g"; cat "$g"; echo; }
-    done
-  elif [ -f "$f" ]; then
-    printf '==> kijun-file: %s\n' "$f"; cat "$f"; echo
-  fi
-done
-"""
 
 COLLECT = {
     "mail/postconf": f"postconf -x {' '.join(PARAMETERS)}",
     "mail/postconf_raw": "postconf -h smtpd_banner",
     "mail/postconf_n": "postconf -n",
-    "mail/rsyslog_conf": _ONLY_WHERE_POSTFIX + "rsyslogd -N1 -o /dev/stdout",
-    "mail/logrotate_debug": _ONLY_WHERE_POSTFIX + "logrotate -d /etc/logrotate.conf 2>&1",
-    "mail/logrotate_files": _ONLY_WHERE_POSTFIX + _LOGROTATE_FILES,
+    # The same commands as the logging module's, run once per host when both modules run.
+    **rs.COLLECT,
+    **lr.COLLECT,
     # Log files holding at least one record of Postfix (grep stops at the first).
     "mail/log_files_with_postfix": _ONLY_WHERE_POSTFIX
     + "find /var/log -xdev \\( -path /var/log/journal -o -path /var/log/remote \\) -prune "
@@ -454,7 +443,7 @@ def test_client_connection_rate_limit(snapshot, expected, audit) -> None:
 def _mail_log_files(snapshot: Any) -> list[str]:
     """The files rsyslog writes the mail facility to (default ruleset)."""
     files = []
-    for action in rs.parse(snapshot.text("mail/rsyslog_conf")).files():
+    for action in rs.parse(snapshot.text("logging/rsyslog_conf")).files():
         if action.ruleset is not None or len(action.conditions) != 1:
             continue
         chosen = rs.selector_facilities(action.conditions[0])
@@ -478,8 +467,8 @@ def test_mail_log_present(snapshot, expected, audit) -> None:
 
 @pytest.mark.control("ML-07")
 def test_mail_log_retention_days(snapshot, expected, audit) -> None:
-    debug = lr.parse_debug(snapshot.text("mail/logrotate_debug"))
-    blocks, unread = lr.read_config(lr.parse_files(snapshot.text("mail/logrotate_files")))
+    debug = lr.parse_debug(snapshot.text("logging/logrotate_debug"))
+    blocks, unread = lr.read_config(lr.parse_files(snapshot.text("logging/logrotate_files")))
     rotations, problems = lr.combine(debug, blocks)
     want = int(expected["mail_relay_log_retention_days"])
     observed: dict[str, Any] = {}

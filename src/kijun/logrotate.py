@@ -34,6 +34,24 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 # Frequencies with a fixed period in days ("monthly" is handled by month_days()).
+# What an audit module collects to judge retention (``COLLECT`` entries, shared by the
+# logging and mail modules so that each host runs them once per audit): logrotate's own reading
+# of its configuration, and the configuration files it includes, each after a marker line.
+COLLECT = {
+    "logging/logrotate_debug": "logrotate -d /etc/logrotate.conf 2>&1",
+    "logging/logrotate_files": r"""
+for f in /etc/logrotate.conf $(awk '$1 == "include" {print $2}' /etc/logrotate.conf); do
+  if [ -d "$f" ]; then
+    for g in "$f"/* "$f"/.[!.]*; do
+      [ -f "$g" ] && { printf '==> kijun-file: %s\n' "$g"; cat "$g"; echo; }
+    done
+  elif [ -f "$f" ]; then
+    printf '==> kijun-file: %s\n' "$f"; cat "$f"; echo
+  fi
+done
+""",
+}
+
 PERIOD_DAYS = {"hourly": 1 / 24, "daily": 1.0, "weekly": 7.0, "yearly": 365.0}
 _MONTHS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 

@@ -42,6 +42,11 @@ _NEXT_ACTION = {
 FILE_DEFAULTS = {"filecreatemode": "0644", "fileowner": "root", "filegroup": "root"}
 
 
+# rsyslog's effective configuration as an audit module collects it (``COLLECT`` entry, shared
+# by the logging and mail modules so that each host runs it once per audit).
+COLLECT = {"logging/rsyslog_conf": "rsyslogd -N1 -o /dev/stdout"}
+
+
 @dataclass(frozen=True)
 class Action:
     type: str  # omfile, omfwd, omusrmsg, ompipe, discard, ...

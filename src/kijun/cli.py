@@ -309,6 +309,134 @@ def zones_check(
     )
 
 
+# --- applying the baseline -------------------------------------------------------------------
+
+
+@app.command("apply")
+def apply_cmd(
+    inventory: Path = typer.Option(
+        Path("inventories/lab"), "-i", "--inventory", help="Inventory file or directory."
+    ),
+    limit: str | None = typer.Option(None, "--limit", "-l", help="Ansible host pattern."),
+    area: list[str] = typer.Option([], "--area", help="Only this area (repeatable)."),
+    control: list[str] = typer.Option([], "--control", help="Only this control id (repeatable)."),
+    check: bool = typer.Option(False, "--check", help="Change nothing: report what would change."),
+    diff: bool = typer.Option(False, "--diff", help="Record the changes' differences."),
+    out: Path | None = typer.Option(None, "--out", help="Directory for the run's bundle."),
+) -> None:
+    """Apply the baseline (playbooks/site.yml) through ansible-runner.
+
+    Exit 0: every host applied. 1: a host failed, was unreachable or was stopped by the lockout
+    guard. 2: wrong usage, or the playbook could not run.
+    """
+    from rich.console import Console
+    from rich.live import Live
+
+    from kijun import apply as apply_mod
+    from kijun import catalog as catalog_mod
+
+    err = Console(stderr=True)
+    options = apply_mod.ApplyOptions(inventory, limit, area, control, check, diff, out)
+    live = Live(console=err, transient=True, auto_refresh=False)
+
+    def progress(tracker: apply_mod.Tracker, host: str) -> None:
+        live.update(_apply_progress(tracker), refresh=True)
+
+    try:
+        with live:
+            outcome = apply_mod.execute(options, progress)
+    except (apply_mod.UsageError, catalog_mod.CatalogError) as exc:
+        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from exc
+    _print_apply(outcome, catalog_mod.load_catalog_cached())
+    raise typer.Exit(outcome.code)
+
+
+def _apply_progress(tracker: Any) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="kijun apply", title_justify="left")
+    for col in ("host", "now", "ok", "changed", "failed", "unreachable"):
+        table.add_column(col, overflow="ellipsis", no_wrap=True)
+    for host in tracker.hosts():
+        total = _sum_counts(tracker.recap.get(host, {}).values())
+        table.add_row(
+            host, Text(tracker.current.get(host, "")[:70]), str(total["ok"]),
+            str(total["changed"]), str(total["failed"]), str(total["unreachable"]),
+        )  # fmt: skip
+    return table
+
+
+def _sum_counts(counts: Any) -> dict[str, int]:
+    total = {"ok": 0, "changed": 0, "failed": 0, "unreachable": 0}
+    for c in counts:
+        for key in total:
+            total[key] += getattr(c, key)
+    return total
+
+
+def _print_apply(outcome: Any, cat: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from kijun.apply import RUN_LEVEL
+
+    console = Console()
+    tracker = outcome.tracker
+    mode = "check mode: nothing was changed" if outcome.check else "applied"
+    title = f"kijun apply {outcome.run_id} ({mode})"
+    table = Table(title=title, title_justify="left")
+    for col in ("host", "area", "ok", "changed", "failed", "unreachable", "host state"):
+        table.add_column(col)
+    for host in tracker.hosts():
+        state = tracker.host_state(host)
+        style = "green" if state == "ok" else "bold red"
+        areas = sorted(tracker.recap.get(host, {}).items(), key=lambda kv: kv[0] == RUN_LEVEL)
+        for i, (area, c) in enumerate(areas):
+            table.add_row(
+                host if i == 0 else "", area, str(c.ok),
+                Text(str(c.changed), style="yellow" if c.changed else ""),
+                Text(str(c.failed), style="red" if c.failed else ""),
+                Text(str(c.unreachable), style="red" if c.unreachable else ""),
+                Text(state, style=style) if i == 0 else "",
+            )  # fmt: skip
+        if not areas:
+            table.add_row(host, "", "0", "0", "0", "0", Text(state, style=style))
+    console.print(table)
+    changes = tracker.by_control()
+    verb = "would change" if outcome.check else "changed"
+    if changes:
+        detail = Table(title=f"what {verb}, per control", title_justify="left")
+        for col in ("control", "host", "task"):
+            detail.add_column(col, overflow="fold")
+        for control, items in changes.items():
+            title = cat.controls[control].title.en if control in cat.controls else ""
+            for i, c in enumerate(items):
+                detail.add_row(
+                    Text(f"{control} {title}") if i == 0 else "", c.host, Text(c.task)
+                )  # fmt: skip
+        console.print(detail)
+    else:
+        console.print(f"nothing {verb}", highlight=False)
+    for host, message in sorted(tracker.lockout.items()):
+        console.print(Text(f"{host}: stopped by the lockout guard: {message}", style="bold red"))
+    for f in tracker.failures:
+        if f.host not in tracker.lockout:
+            kind = "unreachable" if f.unreachable else "failed"
+            console.print(Text(f"{f.host}: {kind}: {f.task}: {f.message}", style="red"))
+    if outcome.stdout_tail:
+        console.print(Text(outcome.stdout_tail))
+    if outcome.bundle:
+        console.print(f"artifacts: {outcome.bundle}", soft_wrap=True, highlight=False)
+        console.print(
+            f"archive:   {outcome.archive} (check: kijun verify {outcome.bundle})",
+            soft_wrap=True,
+            highlight=False,
+        )
+
+
 # --- audits, evidence and history -----------------------------------------------------------
 
 STATUS_STYLE = {

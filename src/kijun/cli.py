@@ -596,6 +596,35 @@ def json_dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+@app.command("scheduled-audit")
+def scheduled_audit_cmd(
+    config: Path = typer.Option(
+        Path("/etc/kijun/scheduled-audit.yml"), "--config", help="The schedule's settings."
+    ),
+    check_config: bool = typer.Option(
+        False, "--check-config", help="Only check the settings file, then exit."
+    ),
+) -> None:
+    """One scheduled audit (run by the kijun-audit systemd service): audit, verify the bundle,
+    keep the declared number of bundles, log to the journal, notify on drift or error.
+
+    Exit 0: no drift. 1: drift. 2: error (nothing assessed, the bundle does not verify, a
+    notification failed, or the settings are wrong).
+    """
+    from kijun import schedule
+
+    try:
+        if check_config:
+            typer.echo(schedule.check_config(config))
+            return
+        settings = schedule.load_config(config)
+    except schedule.ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    report = schedule.run(settings)
+    raise typer.Exit(report.exit_code)
+
+
 keys_app = typer.Typer(help="The signing key for evidence bundles.")
 app.add_typer(keys_app, name="keys")
 

@@ -43,5 +43,11 @@ def catalog_dir() -> Path:
 
 
 def state_dir() -> Path:
-    """Machine-local state of this checkout (lab key, known_hosts, caches); never committed."""
+    """Machine-local state of this checkout (lab key, known_hosts, caches); never committed.
+
+    ``KIJUN_STATE_DIR`` puts it elsewhere: a scheduled audit runs from a checkout it may not
+    write to, with its state (signing key, cache, history) in ``/var/lib/kijun``."""
+    env = os.environ.get("KIJUN_STATE_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
     return repo_root() / ".kijun"

@@ -414,6 +414,29 @@ def execute(options: AuditOptions, progress: Progress | None = None) -> Outcome:
     return Outcome(doc, bundle.bundle_dir, bundle.archive, exit_code(doc), not_covered, new_key)
 
 
+def summary(outcome: Outcome) -> dict[str, Any]:
+    """The run in a few lines (``kijun audit --summary-json``, AWX job statistics)."""
+    doc = outcome.doc
+    status = {EXIT_OK: "ok", EXIT_DRIFT: "drift"}.get(outcome.code, "error")
+    return {
+        "status": status,
+        "exit_code": outcome.code,
+        "run_id": doc.run.run_id,
+        "inventory": doc.run.inventory,
+        "hosts": len(doc.hosts),
+        "hosts_not_assessed": [h.host for h in doc.hosts if not h.assessed],
+        "counts": {k: v for k, v in doc.counts().items() if v},
+        "problems": [
+            {"host": r.host, "control": r.control, "status": str(r.status), "message": r.message}
+            for r in doc.results
+            if r.status in (Status.FAIL, Status.ERROR, Status.NOT_ASSESSED)
+        ],
+        "bundle": str(outcome.bundle) if outcome.bundle else None,
+        "archive": str(outcome.archive) if outcome.archive else None,
+        "report": str(outcome.bundle / "report.html") if outcome.bundle else None,
+    }
+
+
 def _oscal(doc: results.RunDocument, cat: catalog_mod.Catalog) -> dict[str, Any]:
     from kijun import oscal
 

@@ -461,6 +461,9 @@ def audit_cmd(
     area: list[str] = typer.Option([], "--area", help="Only this area (repeatable)."),
     control: list[str] = typer.Option([], "--control", help="Only this control id (repeatable)."),
     out: Path | None = typer.Option(None, "--out", help="Directory for evidence bundles."),
+    summary_json: Path | None = typer.Option(
+        None, "--summary-json", help="Also write the run's summary as JSON to this file."
+    ),
 ) -> None:
     """Audit the hosts against the baseline and write an evidence bundle.
 
@@ -512,9 +515,20 @@ def audit_cmd(
         LookupError,
     ) as exc:
         err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        if summary_json:
+            _write_json(summary_json, {"status": "error", "exit_code": 2, "message": str(exc)})
         raise typer.Exit(2) from exc
     _print_summary(outcome)
+    if summary_json:
+        _write_json(summary_json, audit_mod.summary(outcome))
     raise typer.Exit(outcome.code)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
 def _print_summary(outcome: Any) -> None:

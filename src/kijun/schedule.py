@@ -232,13 +232,8 @@ def run(config: Config, log: Log = journal_log) -> RunReport:
         log("error", report.message)
         return _notify(config, report, log)
     doc = outcome.doc
-    counts = {k: v for k, v in doc.counts().items() if v}
-    problems = [
-        {"host": r.host, "control": r.control, "status": str(r.status), "message": r.message}
-        for r in doc.results
-        if str(r.status) in ("fail", "error", "not_assessed")
-    ]
-    status = {0: "ok", 1: "drift"}.get(outcome.code, "error")
+    brief = audit.summary(outcome)
+    status, counts, problems = brief["status"], brief["counts"], brief["problems"]
     counted = " ".join(f"{k}={v}" for k, v in counts.items())
     report = RunReport(
         status, f"audit {doc.run.run_id}: {status} ({counted})", doc.run.run_id,

@@ -88,6 +88,8 @@ def test_events_become_a_recap_per_host_and_area_and_changes_per_control() -> No
         event("runner_on_ok", "lg-app01", "time_sync", tz,
               res={"changed": True, "diff": {"before": "UTC", "after": "Asia/Tokyo"}}),
         event("runner_on_ok", "mn-app01", "time_sync", tz, res={"changed": False}),
+        event("runner_on_ok", "mn-app01", "log_retention", "Validating arguments against arg spec",
+              task_action="ansible.builtin.validate_argument_spec", res={"changed": False}),
         event("runner_on_skipped", "mn-app01", "log_retention", "Ensure x (LG-07)"),
         event("runner_on_failed", "mn-app01", "log_retention", "Ensure y (LG-06)",
               res={"msg": "rsyslogd -N1 failed"}),
@@ -107,6 +109,7 @@ def test_events_become_a_recap_per_host_and_area_and_changes_per_control() -> No
     assert lg["time"] == apply.Counts(ok=1, changed=1)
     mn = t.recap["mn-app01"]
     assert mn["logging"] == apply.Counts(ok=1, failed=1, skipped=1)  # ignored errors count as ok
+    assert mn[apply.RUN_LEVEL] == apply.Counts(ok=1)  # the role's argument check runs always
     assert t.recap["in-web01"][apply.RUN_LEVEL] == apply.Counts(unreachable=1)
     assert t.by_control() == {
         "TS-04": [apply.Change("lg-app01", "time_sync", tz, ["TS-04"],

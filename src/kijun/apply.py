@@ -187,7 +187,11 @@ class Tracker:
         if kind == "runner_on_start":
             self.current[host] = label
             return host
-        counts = self._counts(host, self.area_of(role))
+        # Ansible's check of a role's arguments runs whatever the tags (like the preflight)
+        validation = str(data.get("resolved_action") or data.get("task_action") or "").endswith(
+            "validate_argument_spec"
+        )
+        counts = self._counts(host, RUN_LEVEL if validation else self.area_of(role))
         res: Mapping[str, Any] = data.get("res") or {}
         if kind == "runner_on_ok":
             counts.ok += 1

@@ -168,6 +168,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
             "chown root:root /etc/kijun/ssh/id_ed25519 && chmod 0600 /etc/kijun/ssh/id_ed25519 && "
             f"echo '{TARGET_IP} ssh-ed25519 {target_key}' > /etc/kijun/ssh/known_hosts",
         )
+        # The audit node's local MTA: postfix delivering to local mailboxes only.
+        pexec(
+            AUDIT,
+            "postconf -e 'inet_interfaces = loopback-only' 'mydestination = localhost, "
+            "$myhostname' 'relayhost =' && systemctl start postfix",
+        )
         yield {"inventory": inventory, "audit_nodes": audit_nodes, "tmp": tmp}
     finally:
         remove_everything()

@@ -4,6 +4,7 @@ lockout guard's stops. (tests/test_apply_live.py runs it against a real host.)""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +142,23 @@ def test_a_run_that_never_reached_a_host_is_unusable_not_drift() -> None:
 def test_the_guard_task_name_is_the_one_in_the_playbook() -> None:
     text = (ROOT / "playbooks" / "tasks" / "lockout_guard.yml").read_text()
     assert f"- name: {apply.GUARD_STOP_TASK}\n" in text
+
+
+def test_a_run_goes_through_ansible_runner_and_is_kept_as_a_signed_bundle(tmp_path: Path) -> None:
+    # An inventory without hosts: the playbook runs (nothing to do) and contacts nobody.
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  hosts: {}\n")
+    out = tmp_path / "applies"
+    proc = run_kijun("apply", "-i", str(inventory), "--out", str(out), "--area", "time")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "nothing changed" in proc.stdout
+    (bundle,) = [p for p in out.iterdir() if p.is_dir()]
+    assert bundle.name.startswith("apply-") and (out / f"{bundle.name}.tar.gz").is_file()
+    command = (bundle / "ansible" / "command").read_text()
+    assert "playbooks/site.yml" in command and "--tags" in command and "area_time" in command
+    events = [json.loads(line) for line in (bundle / "ansible" / "events.jsonl").open()]
+    kinds = [e["event"] for e in events]
+    assert "playbook_on_start" in kinds and kinds[-1] == "playbook_on_stats"
+    summary = json.loads((bundle / "summary.json").read_text())
+    assert summary["tags"] == ["area_time"] and summary["ansible_rc"] == 0
+    assert run_kijun("verify", str(bundle)).returncode == 0

@@ -332,6 +332,7 @@ def execute(
     Path("~/.ansible/cp").expanduser().mkdir(mode=0o700, parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="apply-", dir=state))
     try:
+        # ansible-runner starts `ansible-playbook` from PATH: kijun's own (its venv) comes first.
         env = {
             "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
             "PATH": f"{_venv_bin()}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -347,7 +348,6 @@ def execute(
             limit=options.limit,
             tags=",".join(tags) if tags else None,
             cmdline=" ".join(cmdline) if cmdline else None,
-            binary=str(_venv_bin() / "ansible-playbook"),
             envvars=env,
             ident="run",
             event_handler=handler,

@@ -386,8 +386,8 @@ def _print_apply(outcome: Any, cat: Any) -> None:
     console = Console()
     tracker = outcome.tracker
     mode = "check mode: nothing was changed" if outcome.check else "applied"
-    title = f"kijun apply {outcome.run_id} ({mode})"
-    table = Table(title=title, title_justify="left")
+    console.print(f"kijun apply {outcome.run_id}: {mode}", soft_wrap=True, highlight=False)
+    table = Table(title="recap per host and area", title_justify="left")
     for col in ("host", "area", "ok", "changed", "failed", "unreachable", "host state"):
         table.add_column(col)
     for host in tracker.hosts():

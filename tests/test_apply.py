@@ -162,3 +162,18 @@ def test_a_run_goes_through_ansible_runner_and_is_kept_as_a_signed_bundle(tmp_pa
     summary = json.loads((bundle / "summary.json").read_text())
     assert summary["tags"] == ["area_time"] and summary["ansible_rc"] == 0
     assert run_kijun("verify", str(bundle)).returncode == 0
+
+
+def test_events_are_kept_as_json_lines_with_secrets_redacted(tmp_path: Path) -> None:
+    events = tmp_path / "job_events"
+    events.mkdir()
+    secret = {"event": "runner_on_ok", "counter": 2, "event_data": {"res": {
+        "msg": "wrote wpa_passphrase=Tokyo-2026-secret to hostapd.conf",
+        "ansible_become_password": "hunter2-secret"}}}  # fmt: skip
+    (events / "2-b.json").write_text(json.dumps(secret))
+    (events / "1-a.json").write_text(json.dumps({"event": "playbook_on_start", "counter": 1}))
+    data, fired = apply._events_jsonl(events)
+    lines = [json.loads(line) for line in data.decode().splitlines()]  # every line is JSON
+    assert [e["event"] for e in lines] == ["playbook_on_start", "runner_on_ok"]
+    assert b"Tokyo-2026-secret" not in data and b"hunter2-secret" not in data
+    assert sum(fired.values()) >= 2

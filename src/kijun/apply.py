@@ -23,6 +23,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -392,7 +393,8 @@ def execute(
         with evidence.BundleWriter(out_dir, run_id, metadata=meta, sign=signing.signer()) as b:
             b.add_json("summary.json", outcome.summary(cat))
             b.add_text("ansible/stdout.txt", stdout)
-            b.add_text("ansible/events.jsonl", _events_jsonl(artifacts / "job_events"))
+            events, redactions = _events_jsonl(artifacts / "job_events")
+            b.add_bytes("ansible/events.jsonl", events, redactions=redactions)
             for name in ("command", "rc", "status"):
                 if (artifacts / name).is_file():
                     b.add_text(f"ansible/{name}", (artifacts / name).read_text(errors="replace"))
@@ -402,10 +404,15 @@ def execute(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _events_jsonl(directory: Path) -> str:
-    """ansible-runner's events (one JSON file each) as JSON lines, in the order they happened."""
+def _events_jsonl(directory: Path) -> tuple[bytes, Counter[str]]:
+    """ansible-runner's events (one JSON file each) as JSON lines, in the order they happened,
+    every string redacted like any evidence (event by event, so each line stays JSON); and the
+    redaction rules that fired."""
+    from kijun.redact import redact_json
+
+    fired: Counter[str] = Counter()
     if not directory.is_dir():
-        return ""
+        return b"", fired
     events = []
     for path in directory.glob("*.json"):
         try:
@@ -413,7 +420,12 @@ def _events_jsonl(directory: Path) -> str:
         except json.JSONDecodeError:
             continue
     events.sort(key=lambda e: int(e.get("counter", 0)))
-    return "".join(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n" for e in events)
+    lines = []
+    for event in events:
+        clean, rules = redact_json(event)
+        fired.update(rules)
+        lines.append(json.dumps(clean, ensure_ascii=False, sort_keys=True) + "\n")
+    return "".join(lines).encode(), fired
 
 
 def _exit_code(rc: int, tracker: Tracker) -> int:

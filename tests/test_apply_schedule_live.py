@@ -329,10 +329,12 @@ def bundles_on_node() -> list[str]:
     return sorted(n for n in out if not n.endswith(".tar.gz"))
 
 
-def trigger() -> str:
-    """Start the service as the timer would and wait for it; return its result."""
+def trigger(expected: str = "success") -> None:
+    """Start the service as the timer would and wait for it; its result must be ``expected``."""
     node("systemctl start kijun-audit.service", check=False)
-    return node("systemctl show -p Result --value kijun-audit.service").stdout.strip()
+    result = node("systemctl show -p Result --value kijun-audit.service").stdout.strip()
+    journal = node("journalctl -u kijun-audit.service --no-pager -n 60", check=False).stdout
+    assert result == expected, journal
 
 
 def test_schedule_audit_installs_an_active_timer_idempotently(env: dict[str, Path]) -> None:
@@ -348,7 +350,7 @@ def test_schedule_audit_installs_an_active_timer_idempotently(env: dict[str, Pat
 
 
 def test_the_triggered_service_writes_a_bundle_that_verifies(env: dict[str, Path]) -> None:
-    assert trigger() == "success"
+    trigger("success")
     (bundle,) = bundles_on_node()
     verify = node(
         f"KIJUN_STATE_DIR=/var/lib/kijun {ROOT}/.venv/bin/kijun verify "
@@ -366,7 +368,7 @@ def test_a_drifted_host_triggers_the_notification(env: dict[str, Path]) -> None:
     pexec(
         TARGET, "echo Etc/UTC > /etc/timezone && ln -sf /usr/share/zoneinfo/Etc/UTC /etc/localtime"
     )
-    assert trigger() == "success"  # drift is a result (exit 1), not a failed service
+    trigger("success")  # drift is a result (exit 1), not a failed service
     newest = bundles_on_node()[-1]
     hook = json.loads(node(f"cat /var/tmp/kijun-hook-{newest}.json").stdout)
     assert hook["status"] == "drift" and hook["verified"] is True
@@ -388,7 +390,7 @@ def test_a_drifted_host_triggers_the_notification(env: dict[str, Path]) -> None:
 def test_retention_keeps_exactly_the_declared_number(env: dict[str, Path]) -> None:
     before = bundles_on_node()
     assert len(before) == 2
-    assert trigger() == "success"
+    trigger("success")
     after = bundles_on_node()
     assert len(after) == 2 and after[0] == before[1] and before[0] not in after
     archives = node("ls /var/lib/kijun/evidence").stdout.split()

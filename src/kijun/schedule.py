@@ -231,6 +231,8 @@ def run(config: Config, log: Log = journal_log) -> RunReport:
         report = RunReport("error", f"the audit could not run: {exc}")
         log("error", report.message)
         return _notify(config, report, log)
+    finally:
+        close_connections(config.inventory)
     doc = outcome.doc
     brief = audit.summary(outcome)
     status, counts, problems = brief["status"], brief["counts"], brief["problems"]
@@ -260,6 +262,40 @@ def run(config: Config, log: Log = journal_log) -> RunReport:
     removed = ", ".join(report.removed) if report.removed else "none"
     log("info", f"retention: {kept} bundle(s) kept (keep {config.keep}); removed: {removed}")
     return _notify(config, report, log)
+
+
+def close_connections(inventory: Path) -> list[str]:
+    """End the SSH connections the audit keeps open for reuse (``ControlPersist``); return the
+    hosts whose connection was closed.
+
+    On a control node the next audit or playbook shares them; a scheduled run has nobody to
+    share them with, and a master left running would outlive the service's main process (under
+    systemd the service is then stopped only by killing it)."""
+    import tempfile
+
+    from kijun import targets, variables
+
+    try:
+        hosts = variables.load_cached(inventory)
+    except Exception:  # noqa: BLE001 - the audit has already reported an unusable inventory
+        return []
+    names = sorted(
+        n for n, hv in hosts.items()
+        if str(hv.connection.get("ansible_connection", "ssh")).rsplit(".", 1)[-1]
+        in ("ssh", "smart")
+    )  # fmt: skip
+    closed = []
+    with tempfile.TemporaryDirectory(prefix="kijun-ssh-") as tmp:
+        config = Path(tmp) / "ssh_config"
+        config.write_text(targets.ssh_config(hosts, names))
+        for name in names:
+            proc = subprocess.run(
+                ["ssh", "-F", str(config), "-O", "exit", name],
+                capture_output=True, timeout=30, check=False,
+            )  # fmt: skip
+            if proc.returncode == 0:
+                closed.append(name)
+    return closed
 
 
 def _notify(config: Config, report: RunReport, log: Log) -> RunReport:

@@ -28,6 +28,8 @@ def named_ids(name: str) -> set[str]:
         assert first < last, f"{name}: the range {m.group(0)} is empty"
         ids |= {f"{m.group(1)}-{i:02d}" for i in range(first, last + 1)}
     return ids
+
+
 INVENTORY = "all:\n  hosts:\n    lg-app01: {ansible_host: 198.18.0.21}\n"
 
 
@@ -96,7 +98,12 @@ def test_every_role_task_carries_exactly_the_control_ids_its_name_gives() -> Non
     cat = _catalog()
     tasks = role_tasks(listed())
     assert {t.role for t in tasks} == {
-        "password_policy", "time_sync", "log_retention", "mail_relay", "wireless", "zone_firewall"
+        "password_policy",
+        "time_sync",
+        "log_retention",
+        "mail_relay",
+        "wireless",
+        "zone_firewall",
     }
     for t in tasks:
         named = named_ids(t.name)

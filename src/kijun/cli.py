@@ -376,6 +376,16 @@ def _sum_counts(counts: Any) -> dict[str, int]:
     return total
 
 
+def _host_list(hosts: list[str], everyone: set[str], shown: int = 6) -> str:
+    """``all 9 hosts``, or the names (the first few and how many more)."""
+    if len(everyone) > 1 and set(hosts) == everyone:
+        return f"all {len(everyone)} hosts"
+    names = sorted(hosts)
+    if len(names) <= shown + 1:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown} more"
+
+
 def _print_apply(outcome: Any, cat: Any) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -408,14 +418,23 @@ def _print_apply(outcome: Any, cat: Any) -> None:
     changes = tracker.by_control()
     verb = "would change" if outcome.check else "changed"
     if changes:
+        # one row per control and task, with the hosts it changed (each host's changes are in
+        # the run's summary.json)
+        everyone = set(tracker.hosts())
         detail = Table(title=f"what {verb}, per control", title_justify="left")
-        for col in ("control", "host", "task"):
+        for col in ("control", "task", "hosts"):
             detail.add_column(col, overflow="fold")
         for control, items in changes.items():
             title = cat.controls[control].title.en if control in cat.controls else ""
-            for i, c in enumerate(items):
+            by_task: dict[str, list[str]] = {}
+            for c in items:
+                hosts = by_task.setdefault(c.task, [])
+                if c.host not in hosts:
+                    hosts.append(c.host)
+            for i, (task, hosts) in enumerate(by_task.items()):
                 detail.add_row(
-                    Text(f"{control} {title}") if i == 0 else "", c.host, Text(c.task)
+                    Text(f"{control} {title}") if i == 0 else "", Text(task),
+                    Text(_host_list(hosts, everyone)),
                 )  # fmt: skip
         console.print(detail)
     else:

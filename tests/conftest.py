@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,14 +50,37 @@ def playbook(*args: str, timeout: float = 1500) -> subprocess.CompletedProcess[s
     )
 
 
+@dataclass
+class Applied:
+    """A ``kijun apply`` run: what it printed, its summary.json and its bundle."""
+
+    proc: subprocess.CompletedProcess[str]
+    summary: dict[str, Any]
+    bundle: Path
+
+    @property
+    def printed(self) -> str:
+        """What the command printed, its line breaks (rich wraps at 80 columns) as spaces."""
+        return " ".join(self.proc.stdout.split())
+
+
+def kijun_apply(*args: str, timeout: float = 1500) -> Applied:
+    """``kijun apply`` on the lab inventory, its bundle in a directory of its own."""
+    out = Path(tempfile.mkdtemp(prefix="kijun-apply-"))
+    proc = run_kijun("apply", "--out", str(out), *args, timeout=timeout)
+    summaries = sorted(out.glob("apply-*/summary.json"))
+    assert len(summaries) == 1, proc.stdout[-5000:] + proc.stderr[-3000:]
+    return Applied(proc, json.loads(summaries[0].read_text()), summaries[0].parent)
+
+
 @pytest.fixture(scope="session")
-def applied_lab() -> str:
-    """The lab up with the baseline applied once; the playbook's output."""
+def applied_lab() -> Applied:
+    """The lab up with the baseline applied once (``kijun apply``, as an admin would)."""
     proc = run_kijun("lab", "up")
     assert proc.returncode == 0, proc.stderr
-    first = playbook()
-    assert first.returncode == 0, first.stdout[-5000:]
-    return first.stdout
+    first = kijun_apply()
+    assert first.proc.returncode == 0, first.proc.stdout[-5000:] + first.proc.stderr[-3000:]
+    return first
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from kijun import lab, oscal, podman
 
-from .conftest import ROOT, playbook, run_kijun
+from .conftest import ROOT, Applied, playbook, run_kijun
 
 pytestmark = pytest.mark.lab
 
@@ -62,7 +62,9 @@ def _restore(host: str = DRIFT_HOST) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:]
 
 
-def test_clean_run_exits_0_with_a_bundle_that_verifies(applied_lab: str, tmp_path: Path) -> None:
+def test_clean_run_exits_0_with_a_bundle_that_verifies(
+    applied_lab: Applied, tmp_path: Path
+) -> None:
     code, doc, bundle, out = audit("--out", str(tmp_path))
     assert code == 0, out[-4000:]
     assert doc["summary"]["pass"] > 0
@@ -88,7 +90,7 @@ def test_clean_run_exits_0_with_a_bundle_that_verifies(applied_lab: str, tmp_pat
 
 
 def test_drifted_host_exits_1_and_the_report_names_control_expected_observed(
-    applied_lab: str, tmp_path: Path
+    applied_lab: Applied, tmp_path: Path
 ) -> None:
     _drift()
     try:
@@ -117,7 +119,7 @@ def test_drifted_host_exits_1_and_the_report_names_control_expected_observed(
 
 
 def test_waived_until_the_exception_expires(
-    applied_lab: str, inventory_copy: Path, tmp_path: Path
+    applied_lab: Applied, inventory_copy: Path, tmp_path: Path
 ) -> None:
     today = dt.datetime.now(dt.timezone(dt.timedelta(hours=9))).date()
 
@@ -166,14 +168,14 @@ def test_a_malformed_exception_is_refused_with_file_and_line(inventory_copy: Pat
     assert "exceptions.yml:2" in proc.stderr
 
 
-def test_unknown_control_and_bad_limit_exit_2_with_what_to_do(applied_lab: str) -> None:
+def test_unknown_control_and_bad_limit_exit_2_with_what_to_do(applied_lab: Applied) -> None:
     proc = run_kijun("audit", "--control", "XX-99")
     assert proc.returncode == 2 and "kijun controls" in proc.stderr
     proc = run_kijun("audit", "--limit", "no-such-host")
     assert proc.returncode == 2 and "zone_lgwan" in proc.stderr
 
 
-def test_stopped_host_is_not_assessed(applied_lab: str, tmp_path: Path) -> None:
+def test_stopped_host_is_not_assessed(applied_lab: Applied, tmp_path: Path) -> None:
     podman.run(["stop", "-t", "0", "kijun-in-web01"])
     try:
         code, doc, _, out = audit("--out", str(tmp_path))
@@ -190,7 +192,9 @@ def test_stopped_host_is_not_assessed(applied_lab: str, tmp_path: Path) -> None:
         _restore("in-web01")
 
 
-def test_editing_one_byte_of_a_bundle_file_fails_verify(applied_lab: str, tmp_path: Path) -> None:
+def test_editing_one_byte_of_a_bundle_file_fails_verify(
+    applied_lab: Applied, tmp_path: Path
+) -> None:
     _, _, bundle, _ = audit("--limit", DRIFT_HOST, "--out", str(tmp_path))
     for name in ("results.json", "report.html"):
         path = bundle / name

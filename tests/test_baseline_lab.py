@@ -4,7 +4,6 @@ every drift case of every role (the cases in molecule/<role>/drift_cases.yml).""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ import yaml
 
 from kijun import lab, roletest
 
-from .conftest import ROOT, VENV_BIN, playbook
+from .conftest import ROOT, VENV_BIN, Applied, kijun_apply, playbook, run_kijun
 
 pytestmark = pytest.mark.lab
 
@@ -42,17 +41,6 @@ def scenario_roles(scenario: str) -> list[str]:
 DEFAULT_TARGET = "lg-app01"
 
 
-def _recap(stdout: str) -> dict[str, dict[str, int]]:
-    recap = {}
-    for m in re.finditer(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)",
-                         stdout, re.M):  # fmt: skip
-        recap[m.group(1)] = {
-            "ok": int(m.group(2)), "changed": int(m.group(3)),
-            "unreachable": int(m.group(4)), "failed": int(m.group(5)),
-        }  # fmt: skip
-    return recap
-
-
 def audit(hosts: str = "all") -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "results.json"
@@ -68,27 +56,44 @@ def audit(hosts: str = "all") -> list[dict[str, Any]]:
     return records
 
 
-def test_baseline_applies_to_every_host(applied_lab: str) -> None:
-    recap = _recap(applied_lab)
-    assert set(recap) == {h.name for h in lab.default_spec().hosts}
-    assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in recap.values())
+def test_baseline_applies_to_every_host(applied_lab: Applied) -> None:
+    # kijun apply on fresh hosts: a recap per host and area, every host converged
+    hosts = applied_lab.summary["hosts"]
+    assert set(hosts) == {h.name for h in lab.default_spec().hosts}
+    assert {h: v["state"] for h, v in hosts.items() if v["state"] != "ok"} == {}
+    for name, host in hosts.items():
+        assert {"password", "time", "logging", "wireless", "firewall", "(run)"} <= set(
+            host["areas"]
+        ), name
+        assert all(c["failed"] == 0 and c["unreachable"] == 0 for c in host["areas"].values())
+    assert {h for h, v in hosts.items() if "mail" in v["areas"]} == {"lg-mail01", "in-mail01"}
+    assert "TS-04" in applied_lab.summary["changes_by_control"]
+    assert "recap per host and area" in applied_lab.printed
+    assert "what changed, per control" in applied_lab.printed
+    # the run is kept as evidence: Ansible's events and output, signed
+    events = (applied_lab.bundle / "ansible" / "events.jsonl").read_text().splitlines()
+    assert any(json.loads(e)["event"] == "playbook_on_stats" for e in events)
+    assert "lockout guard" in (applied_lab.bundle / "ansible" / "stdout.txt").read_text()
+    verified = run_kijun("verify", str(applied_lab.bundle))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
-def test_second_apply_changes_nothing(applied_lab: str) -> None:
-    second = playbook()
-    assert second.returncode == 0, second.stdout[-5000:]
-    changed = {h: r["changed"] for h, r in _recap(second.stdout).items() if r["changed"]}
-    assert changed == {}, second.stdout[-5000:]
+def test_second_apply_changes_nothing(applied_lab: Applied) -> None:
+    second = kijun_apply()
+    assert second.proc.returncode == 0, second.proc.stdout[-5000:]
+    assert second.summary["changes_by_control"] == {}, second.proc.stdout[-5000:]
+    assert "nothing changed" in second.printed
 
 
-def test_check_mode_reports_no_change(applied_lab: str) -> None:
-    check = playbook("--check", "--diff")
-    assert check.returncode == 0, check.stdout[-5000:]
-    changed = {h: r["changed"] for h, r in _recap(check.stdout).items() if r["changed"]}
-    assert changed == {}, check.stdout[-5000:]
+def test_check_mode_reports_no_change(applied_lab: Applied) -> None:
+    check = kijun_apply("--check", "--diff")
+    assert check.proc.returncode == 0, check.proc.stdout[-5000:]
+    assert check.summary["check_mode"] is True
+    assert check.summary["changes_by_control"] == {}, check.proc.stdout[-5000:]
+    assert "nothing would change" in check.printed
 
 
-def test_full_audit_passes(applied_lab: str) -> None:
+def test_full_audit_passes(applied_lab: Applied) -> None:
     records = audit()
     assert records, "no audit check ran"
     assert roletest.failing(records) == {}
@@ -140,7 +145,7 @@ class Outcome:
 
 
 @pytest.fixture(scope="module")
-def drift_outcomes(applied_lab: str) -> dict[str, Outcome]:
+def drift_outcomes(applied_lab: Applied) -> dict[str, Outcome]:
     """Every drift case applied on the lab, a round at a time."""
     spec = lab.default_spec()
     inv = lab.render_inventory(spec)["all"]["children"]
@@ -243,7 +248,7 @@ def _run_playbook(name: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_emergency_cutoff_and_restore_on_the_lab(applied_lab: str) -> None:
+def test_emergency_cutoff_and_restore_on_the_lab(applied_lab: Applied) -> None:
     """直ちにインターネットとの接続を切断する: the emergency playbook cuts the internet zone off at
     gw01 (real connections from and to it fail, the individual-number zone's flows and the
     admin's access do not); the audit reports the undeclared cut-off; the restore playbook

@@ -445,7 +445,9 @@ def test_a_role_runs_by_its_fully_qualified_name_from_the_installed_collection(
                     str(tmp)], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
     (tarball,) = tmp.glob("kijun-baseline-*.tar.gz")
     collections = tmp / "collections"
-    subprocess.run([str(VENV_BIN / "ansible-galaxy"), "collection", "install", "-p",
+    # --force: a collection of the same version elsewhere on Ansible's paths (molecule installs
+    # the project's own) would make the install a no-op
+    subprocess.run([str(VENV_BIN / "ansible-galaxy"), "collection", "install", "--force", "-p",
                     str(collections), str(tarball)], check=True, capture_output=True)  # fmt: skip
     (tmp / "play.yml").write_text(
         "- hosts: all\n  gather_facts: false\n  roles:\n    - role: kijun.baseline.time_sync\n"

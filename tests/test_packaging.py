@@ -99,7 +99,7 @@ def test_the_built_collection_installs_into_an_empty_path_and_resolves_roles_by_
     run("ansible-galaxy", "collection", "build", "--output-path", str(tmp_path))
     tarball = tmp_path / f"kijun-baseline-{kijun.__version__}.tar.gz"
     collections = tmp_path / "collections"
-    run("ansible-galaxy", "collection", "install", "-p", str(collections), str(tarball))
+    run("ansible-galaxy", "collection", "install", "--force", "-p", str(collections), str(tarball))
     assert (collections / "ansible_collections/kijun/baseline/roles/time_sync").is_dir()
     play = tmp_path / "play.yml"
     play.write_text(

@@ -544,9 +544,10 @@ def audit_cmd(
             "nothing was recorded in the history"
         )
         err.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+        code = 128 + exc.signum
         if summary_json:
-            _write_json(summary_json, {"status": "error", "exit_code": 2, "message": message})
-        raise typer.Exit(128 + exc.signum) from None
+            _write_json(summary_json, {"status": "error", "exit_code": code, "message": message})
+        raise typer.Exit(code) from None
     except (
         audit_mod.UsageError,
         audit_mod.AuditRunError,

@@ -214,22 +214,46 @@ def wait_for(condition: Callable[[], bool], what: str, run: Started, timeout: fl
 # -- interrupted ---------------------------------------------------------------------------------
 
 
-def stop_while_writing(node: Node, inventory: Path, out: Path, signum: int) -> tuple[Started, str]:
-    """Start an audit, freeze it (SIGSTOP) while its bundle is being written (its partial
-    directory exists, its last file is not in it yet), send ``signum``, let it go on."""
-    run = node.start(*node.audit_args(inventory, out))
-    wait_for(lambda: any(out.glob(".*.partial")), "a partial bundle", run)
+def signal_frozen(
+    node: Node,
+    out: Path,
+    run: Started,
+    signum: int,
+    when: Callable[[], bool],
+    what: str,
+    still: Callable[[], bool],
+) -> None:
+    """Freeze ``run`` (SIGSTOP) as soon as ``when`` holds; if it is ``still`` at that point,
+    send it ``signum``; let it go on (SIGCONT). Frozen too late, the test fails."""
+    wait_for(when, what, run)
     os.kill(run.pid, signal.SIGSTOP)
-    partials = list(out.glob(".*.partial"))
-    # assessment-results.json is the last file the audit adds before the bundle is complete
-    frozen_in_time = bool(partials) and not (partials[0] / "assessment-results.json").exists()
-    if frozen_in_time:
+    in_time = still()
+    if in_time:
         os.kill(run.pid, signum)
     os.kill(run.pid, signal.SIGCONT)
-    if not frozen_in_time:
+    if not in_time:
         run.wait()
-        pytest.fail("the audit was frozen too late: its bundle was complete already")
-    return run, partials[0].name.removeprefix(".").removesuffix(".partial")
+        pytest.fail(f"the audit was frozen too late: it was past {what}")
+
+
+def bundle_ids(out: Path) -> list[str]:
+    """The run ids of the bundles in ``out`` (directories renamed to their final name)."""
+    return sorted(p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def stop_while_writing(node: Node, inventory: Path, out: Path, signum: int) -> tuple[Started, str]:
+    """An audit sent ``signum`` while its bundle's files are being added (its partial directory
+    exists, the last file the audit adds, assessment-results.json, is not in it yet)."""
+    run = node.start(*node.audit_args(inventory, out))
+
+    def partials() -> list[Path]:
+        return list(out.glob(".*.partial"))
+
+    signal_frozen(
+        node, out, run, signum, lambda: bool(partials()), "adding the bundle's files",
+        lambda: bool(partials()) and not (partials()[0] / "assessment-results.json").exists(),
+    )  # fmt: skip
+    return run, partials()[0].name.removeprefix(".").removesuffix(".partial") if partials() else ""
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -260,6 +284,25 @@ def test_an_interrupted_audit_leaves_no_bundle_and_records_nothing(
 
     after = node.kijun(*node.audit_args(inventories.fast, out))
     run_id = completed(node, after, out)
+    assert entries(out) == [run_id, f"{run_id}.tar.gz"]
+    assert node.history() == [run_id]
+
+
+def test_a_signal_while_the_complete_bundle_is_finished_waits_for_it(
+    node: Node, inventories: Inventories, tmp_path: Path
+) -> None:
+    """Once every file is in the bundle, a signal waits until the bundle is made durable,
+    renamed and recorded: never a bundle under its final name that is not in the history."""
+    out = tmp_path / "out"
+    run = node.start(*node.audit_args(inventories.fast, out))
+    signal_frozen(
+        node, out, run, signal.SIGTERM,
+        lambda: any(out.glob(".*.partial/manifest.json")) or any(out.glob(".*.partial.tar.gz")),
+        "finishing the bundle",
+        lambda: out.is_dir() and bundle_ids(out) == [],
+    )  # fmt: skip
+    run_id = completed(node, run, out)  # the run ends as it would have
+    assert "SIGTERM came while the run was being finished: it was finished first" in text(run)
     assert entries(out) == [run_id, f"{run_id}.tar.gz"]
     assert node.history() == [run_id]
 

@@ -579,10 +579,13 @@ def audit_cmd(
 
 
 def _write_failure(exc: OSError) -> str:
-    """An OSError no part of the run expected (a full disk while reading or caching), in words."""
+    """An OSError no part of the run expected, in words, with where when the error does not
+    name the file."""
     from kijun.paths import state_dir, write_error_text
 
-    return f"{write_error_text(exc)} (kijun's state directory is {state_dir()})"
+    if exc.filename:
+        return write_error_text(exc)
+    return f"{write_error_text(exc)} (kijun writes in its state directory {state_dir()})"
 
 
 def _write_json(path: Path, data: Any) -> None:

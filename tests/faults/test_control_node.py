@@ -203,12 +203,40 @@ def run_doc(out: Path, run_id: str) -> dict[str, str]:
     return dict(json.loads((out / run_id / "results.json").read_text())["run"])
 
 
-def wait_for(condition: Callable[[], bool], what: str, run: Started, timeout: float = 60) -> None:
+def wait_for(
+    condition: Callable[[], bool],
+    what: str,
+    run: Started,
+    timeout: float = 60,
+    interval: float = 0.002,
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert run.proc.poll() is None, f"kijun ended before {what}"
         assert time.monotonic() < deadline, f"no sign of {what} in {timeout} s"
-        time.sleep(0.002)
+        time.sleep(interval)
+
+
+def descendants(pid: int) -> list[str]:
+    """The command names of the processes under ``pid`` (from /proc/*/stat)."""
+    parent: dict[int, int] = {}
+    name: dict[int, str] = {}
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            line = stat_file.read_text()
+        except OSError:  # ended meanwhile
+            continue
+        comm, _, rest = line.partition(" (")[2].rpartition(") ")
+        child = int(stat_file.parent.name)
+        parent[child], name[child] = int(rest.split()[1]), comm
+    found, below = [], [pid]
+    while below:
+        current = below.pop()
+        for child, ppid in parent.items():
+            if ppid == current:
+                found.append(name[child])
+                below.append(child)
+    return found
 
 
 # -- interrupted ---------------------------------------------------------------------------------
@@ -263,10 +291,9 @@ def test_an_interrupted_audit_leaves_no_bundle_and_records_nothing(
 ) -> None:
     out = tmp_path / "out"
     run_id = None
-    if phase == "collecting":
+    if phase == "collecting":  # while its ssh waits on the host
         run = node.start(*node.audit_args(inventories.slow, out))
-        wait_for(lambda: any(node.state.glob("audit-*")), "the audit's working directory", run)
-        time.sleep(0.5)  # in the collection, which lasts SLOW seconds
+        wait_for(lambda: "ssh" in descendants(run.pid), "its ssh to the host", run, interval=0.05)
         os.kill(run.pid, signum)
     else:
         run, run_id = stop_while_writing(node, inventories.fast, out, signum)

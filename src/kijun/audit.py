@@ -5,14 +5,31 @@ and audit modules (``--area``, ``--control``), run the ``audits/`` modules with 
 testinfra in-process (every host collected in parallel, one round trip each), roll the checks
 up to one status per control per host, apply the deviation register, compare with the previous
 run, and write the evidence bundle.
+
+One audit of an inventory at a time: a run holds a lock (flock) on a file in the state
+directory named after the inventory's resolved path, from before it starts until it is
+recorded. Another run of the same inventory is refused (:class:`AuditLockedError`, naming the
+inventory, the lock file and the PID holding it) or, with ``wait``, waits for it to end. Runs of
+different inventories go on side by side.
+
+An interrupted run (SIGINT: Ctrl-C; SIGTERM: ``kill``, ``systemctl stop``) stops where it is,
+writes no bundle and records nothing: :class:`Interrupted` is raised, after the working files
+and the bundle's partial files are removed. A signal that arrives once the bundle is complete
+and is being made durable, renamed and recorded (well under a second) is held until that is
+done: the run then ends as it would have, and :attr:`Outcome.late_signal` says so.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import hashlib
 import os
 import secrets
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +52,22 @@ class AuditRunError(RuntimeError):
     """The audit modules themselves could not run (nothing was assessed)."""
 
 
+class AuditLockedError(RuntimeError):
+    """Another run of the same inventory holds its lock; the message says which and what to do."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal (SIGINT: Ctrl-C; SIGTERM: kill, systemctl stop)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
 @dataclass
 class AuditOptions:
     inventory: Path
@@ -44,6 +77,7 @@ class AuditOptions:
     controls: list[str] = field(default_factory=list)
     out: Path | None = None
     today: dt.date | None = None  # for exception validity; default: today in JST
+    wait: bool = False  # another run of the inventory holds its lock: wait for it (else refuse)
 
 
 @dataclass
@@ -53,6 +87,7 @@ class Progress:
     start: Callable[[int, int], None] = lambda hosts, checks: None
     collected: Callable[[str, str | None], None] = lambda host, error: None
     checked: Callable[[dict[str, Any]], None] = lambda record: None
+    waiting: Callable[[str], None] = lambda message: None  # for another run of the inventory
 
 
 @dataclass
@@ -117,7 +152,13 @@ def run_checks(
     config_path = workdir / "ssh_config"
     # Every inventory host is in the config: a check may need to read another host (the log
     # collector); only the selected ones are audited.
-    targets.write_ssh_config(config_path, p.hosts, sorted(p.hosts))
+    try:
+        targets.write_ssh_config(config_path, p.hosts, sorted(p.hosts))
+    except OSError as exc:
+        raise AuditRunError(
+            f"cannot write the audit's SSH configuration {config_path}: "
+            f"{paths.write_error_text(exc)}"
+        ) from None
     specs = targets.host_specs(p.hosts, p.selected, config_path)
     every = dict(zip(sorted(p.hosts), targets.host_specs(p.hosts, sorted(p.hosts), config_path),
                      strict=True))  # fmt: skip
@@ -136,6 +177,12 @@ def run_checks(
 
         def pytest_collection_finish(self, session: pytest.Session) -> None:
             progress.start(len(p.selected), len(session.items))
+
+        def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+            if isinstance(excinfo.value, KeyboardInterrupt):  # not pytest.exit()
+                interrupts.append(excinfo.value)
+
+    interrupts: list[KeyboardInterrupt] = []
 
     args = [
         "-p", "no:cacheprovider", "-p", "no:terminal",
@@ -157,7 +204,13 @@ def run_checks(
             os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
         else:
             os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = autoload
-    if code in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
+    if interrupts:  # pytest stopped on Ctrl-C or SIGTERM: so does the run
+        raise interrupts[0]
+    if code in (
+        pytest.ExitCode.INTERRUPTED,  # without a signal: collection errors, pytest.exit()
+        pytest.ExitCode.INTERNAL_ERROR,
+        pytest.ExitCode.USAGE_ERROR,
+    ):
         raise AuditRunError(
             f"the audit modules could not run (pytest exit {code}); run "
             f"`pytest {' '.join(str(m) for m in p.modules)}` to see why"
@@ -180,7 +233,7 @@ def evidence_path(host: str, key: str) -> str:
 
 
 def roll_up(
-    p: Plan, records: list[dict[str, Any]], uncollected: dict[str, str], interrupted: bool
+    p: Plan, records: list[dict[str, Any]], uncollected: dict[str, str]
 ) -> tuple[list[HostResult], list[ControlResult]]:
     from kijun.audit_plugin import applicability
 
@@ -192,8 +245,6 @@ def roll_up(
     for name in p.selected:
         hv = p.hosts[name]
         reason = uncollected.get(name, "")
-        if not reason and interrupted and not any(h == name for h, _ in by_pair):
-            reason = "the run was interrupted before this host was audited"
         host_results.append(
             HostResult(name, sorted(hv.zones), sorted(hv.groups - {"all"}), not reason, reason)
         )
@@ -213,11 +264,7 @@ def roll_up(
                     base.message = why
                 else:
                     base.status = Status.NOT_ASSESSED
-                    base.message = reason or (
-                        "the run ended before this control was checked"
-                        if interrupted
-                        else "no check of this control ran on this host"
-                    )
+                    base.message = reason or "no check of this control ran on this host"
                 out.append(base)
                 continue
             base.checks = [
@@ -276,6 +323,82 @@ def utc_iso(now: dt.datetime) -> str:
     return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def lock_path(inventory: Path) -> Path:
+    """The lock file of an inventory's audits, in the state directory (named after a hash of the
+    inventory's resolved path: the same inventory by any path is one lock)."""
+    key = hashlib.sha256(str(inventory.resolve()).encode()).hexdigest()[:16]
+    return paths.state_dir() / "locks" / f"audit-{key}.lock"
+
+
+@contextmanager
+def inventory_lock(inventory: Path, wait: bool, waiting: Callable[[str], None]) -> Iterator[Path]:
+    """Hold the inventory's audit lock (see the module's documentation); yield its path."""
+    path = lock_path(inventory)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise AuditRunError(
+            f"cannot make the lock file {path}: {paths.write_error_text(exc)}"
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").split()
+            pid = f"PID {holder[0]}" if holder else "PID unknown"
+            busy = f"another kijun audit of {inventory.resolve()} is running ({pid}, lock {path})"
+            if not wait:
+                raise AuditLockedError(
+                    f"{busy}: wait for it to end and run again, or pass --wait to wait for it"
+                ) from None
+            waiting(f"{busy}: waiting for it to end (Ctrl-C stops waiting)")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:  # who holds the lock, for the message of a run that finds it taken
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {inventory.resolve()}\n".encode(), 0)
+        except OSError:
+            pass  # a full disk: the lock holds all the same, its holder is then unknown
+        yield path
+    finally:
+        os.close(fd)
+
+
+class _Signals:
+    """SIGINT and SIGTERM raise :class:`Interrupted` in the main thread; while ``holding``, a
+    signal is kept in ``held`` instead (the run is finishing and must not be cut)."""
+
+    def __init__(self) -> None:
+        self.holding = False
+        self.held: int | None = None
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.holding:
+            self.held = self.held or signum
+            return
+        raise Interrupted(signum)
+
+
+@contextmanager
+def interruptible() -> Iterator[_Signals]:
+    """Turn SIGINT and SIGTERM into :class:`Interrupted` for the block (main thread only;
+    elsewhere signals stay as they are)."""
+    signals = _Signals()
+    if threading.current_thread() is not threading.main_thread():
+        yield signals
+        return
+    previous = {
+        s: signal.signal(s, signals.handle)
+        for s in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(s) is not signal.SIG_IGN  # a background job keeps ignoring SIGINT
+    }
+    try:
+        yield signals
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 @dataclass
 class Outcome:
     doc: results.RunDocument
@@ -284,6 +407,7 @@ class Outcome:
     code: int
     not_covered: list[str]  # selected controls no audit module checks yet
     new_key: Path | None = None  # a signing key made for this first run
+    late_signal: str | None = None  # SIGINT or SIGTERM came while the run was being finished
 
 
 def metadata(p: Plan, options: AuditOptions, run: results.RunInfo) -> dict[str, Any]:
@@ -314,14 +438,22 @@ def metadata(p: Plan, options: AuditOptions, run: results.RunInfo) -> dict[str, 
 
 
 def execute(options: AuditOptions, progress: Progress | None = None) -> Outcome:
-    """Run an audit and write its evidence bundle. Raises UsageError for bad input."""
+    """Run an audit and write its evidence bundle. Raises UsageError for bad input,
+    AuditLockedError when another run of the inventory holds its lock (and ``wait`` is off), and
+    Interrupted on SIGINT or SIGTERM (nothing written, nothing recorded)."""
+    progress = progress or Progress()
+    with interruptible() as signals:
+        p = plan(options)
+        with inventory_lock(options.inventory, options.wait, progress.waiting):
+            return _execute(options, progress, p, signals)
+
+
+def _execute(options: AuditOptions, progress: Progress, p: Plan, signals: _Signals) -> Outcome:
     import tempfile
 
     from kijun import evidence, history, report, signing
 
-    progress = progress or Progress()
     started = dt.datetime.now(dt.UTC)
-    p = plan(options)
     root = paths.repo_root()
     run = results.RunInfo(
         run_id=new_run_id(options.inventory, started),
@@ -348,19 +480,18 @@ def execute(options: AuditOptions, progress: Progress | None = None) -> Outcome:
             "hosts": p.selected,
         },
     )
-    interrupted = False
-    records: list[dict[str, Any]] = []
-    uncollected: dict[str, str] = {}
-    snapshots: dict[str, Any] = {}
     state_dir = paths.state_dir()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="audit-", dir=state_dir) as tmp:
-        try:
-            records, uncollected, snapshots, code = run_checks(p, options, progress, Path(tmp))
-            interrupted = code == 2  # pytest: interrupted
-        except KeyboardInterrupt:
-            interrupted = True
-    hosts, control_results = roll_up(p, records, uncollected, interrupted)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        workdir = tempfile.TemporaryDirectory(prefix="audit-", dir=state_dir)
+    except OSError as exc:
+        raise AuditRunError(
+            f"cannot make the audit's working directory in {state_dir}: "
+            f"{paths.write_error_text(exc)}"
+        ) from None
+    with workdir as tmp:
+        records, uncollected, snapshots, _ = run_checks(p, options, progress, Path(tmp))
+    hosts, control_results = roll_up(p, records, uncollected)
     today = options.today or dt.datetime.now(JST).date()
     control_results, unused = p.register.apply(control_results, today)
     run.finished = utc_iso(dt.datetime.now(dt.UTC))
@@ -382,11 +513,14 @@ def execute(options: AuditOptions, progress: Progress | None = None) -> Outcome:
     doc.drift = db.drift(doc)
 
     out_dir = options.out or state_dir / "evidence"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    new_key = None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise evidence.EvidenceError(
+            f"cannot make the evidence directory {out_dir}: {paths.write_error_text(exc)}"
+        ) from None
     key_dir = signing.default_key_dir()
-    if not (key_dir / signing.PRIVATE_KEY_NAME).exists():
-        new_key = signing.init_keys(key_dir)
+    new_key = signing.ensure_key(key_dir)
     meta = metadata(p, options, run)
     with evidence.BundleWriter(out_dir, run.run_id, metadata=meta, sign=signing.signer()) as bundle:
         for host, snapshot in sorted(snapshots.items()):
@@ -402,8 +536,12 @@ def execute(options: AuditOptions, progress: Progress | None = None) -> Outcome:
             bundle.add_bytes("probe-matrix.csv", probes)
         bundle.add_json("assessment-results.json", _oscal(doc, p.catalog))
         bundle.metadata["finished"] = run.finished
-        bundle.metadata["interrupted"] = interrupted
-    db.record(doc, bundle.bundle_dir)
+        # Complete: from here until it is recorded, a signal waits (see the module's docs).
+        signals.holding = True
+    try:
+        db.record(doc, bundle.bundle_dir)
+    finally:
+        db.close()
     not_covered = sorted(
         c.id
         for c in p.catalog.controls.values()
@@ -411,7 +549,10 @@ def execute(options: AuditOptions, progress: Progress | None = None) -> Outcome:
         and (not options.controls or c.id in options.controls)
         and c not in p.controls
     )
-    return Outcome(doc, bundle.bundle_dir, bundle.archive, exit_code(doc), not_covered, new_key)
+    outcome = Outcome(doc, bundle.bundle_dir, bundle.archive, exit_code(doc), not_covered, new_key)
+    if signals.held is not None:
+        outcome.late_signal = signal.Signals(signals.held).name
+    return outcome
 
 
 def summary(outcome: Outcome) -> dict[str, Any]:

@@ -106,6 +106,7 @@ def cached(name: str, key: str, compute: Callable[[], T]) -> T:
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError):
         pass
     value = compute()
+    tmp = None
     try:
         directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}-")
@@ -115,8 +116,9 @@ def cached(name: str, key: str, compute: Callable[[], T]) -> T:
         for old in directory.glob(f"{name}-*.pickle"):
             if old != path:
                 old.unlink(missing_ok=True)
-    except OSError:
-        pass  # a read-only checkout audits without a cache
+    except OSError:  # a read-only checkout, or a full disk, audits without a cache
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     return value
 
 

@@ -483,24 +483,34 @@ def audit_cmd(
     summary_json: Path | None = typer.Option(
         None, "--summary-json", help="Also write the run's summary as JSON to this file."
     ),
+    wait: bool = typer.Option(
+        False,
+        "--wait/--no-wait",
+        help="When another audit of the same inventory is running: wait for it to end "
+        "(--wait), or refuse with exit 2 naming its PID and lock file (--no-wait, the default).",
+    ),
 ) -> None:
     """Audit the hosts against the baseline and write an evidence bundle.
 
     Exit 0: every assessed control passes or is waived. 1: drift (a control fails or errs, or a
-    host could not be assessed). 2: nothing could be assessed, or the command was used wrongly.
+    host could not be assessed). 2: nothing could be assessed, the command was used wrongly,
+    another audit of the inventory is running (without --wait), or the bundle or the history
+    could not be written (a full disk says so, and where). Ctrl-C or SIGTERM stops the run with
+    no bundle written and nothing recorded (exit 130 or 143).
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from kijun import audit as audit_mod
     from kijun import catalog as catalog_mod
+    from kijun import evidence, history, signing, tailoring, variables
     from kijun import exceptions as exceptions_mod
-    from kijun import tailoring, variables
 
     err = Console(stderr=True)
     options = audit_mod.AuditOptions(
-        inventory=inventory, limit=limit, profile=profile, areas=area, controls=control, out=out
-    )
+        inventory=inventory, limit=limit, profile=profile, areas=area, controls=control, out=out,
+        wait=wait,
+    )  # fmt: skip
     bar = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
         transient=True,
@@ -521,26 +531,61 @@ def audit_cmd(
         if "checks" in tasks:
             bar.advance(tasks["checks"])
 
+    def waiting(message: str) -> None:
+        bar.console.print(message, highlight=False, soft_wrap=True, markup=False)
+
+    progress = audit_mod.Progress(start, collected, checked, waiting)
     try:
         with bar:
-            outcome = audit_mod.execute(options, audit_mod.Progress(start, collected, checked))
+            outcome = audit_mod.execute(options, progress)
+    except audit_mod.Interrupted as exc:
+        message = (
+            f"interrupted by {exc.name}: the audit stopped; no evidence bundle was written and "
+            "nothing was recorded in the history"
+        )
+        err.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+        code = 128 + exc.signum
+        if summary_json:
+            _write_json(summary_json, {"status": "error", "exit_code": code, "message": message})
+        raise typer.Exit(code) from None
     except (
         audit_mod.UsageError,
         audit_mod.AuditRunError,
+        audit_mod.AuditLockedError,
         catalog_mod.CatalogError,
         exceptions_mod.ExceptionsError,
         variables.InventoryError,
         tailoring.SettingsError,
+        evidence.EvidenceError,
+        history.HistoryError,
+        signing.SigningError,
         LookupError,
+        OSError,
     ) as exc:
-        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        text = _write_failure(exc) if isinstance(exc, OSError) else str(exc)
+        err.print(f"[bold red]error:[/bold red] {text}", highlight=False, soft_wrap=True)
         if summary_json:
-            _write_json(summary_json, {"status": "error", "exit_code": 2, "message": str(exc)})
+            _write_json(summary_json, {"status": "error", "exit_code": 2, "message": text})
         raise typer.Exit(2) from exc
+    if outcome.late_signal:
+        err.print(
+            f"{outcome.late_signal} came while the run was being finished: it was finished first",
+            highlight=False,
+        )
     _print_summary(outcome)
     if summary_json:
         _write_json(summary_json, audit_mod.summary(outcome))
     raise typer.Exit(outcome.code)
+
+
+def _write_failure(exc: OSError) -> str:
+    """An OSError no part of the run expected, in words, with where when the error does not
+    name the file."""
+    from kijun.paths import state_dir, write_error_text
+
+    if exc.filename:
+        return write_error_text(exc)
+    return f"{write_error_text(exc)} (kijun writes in its state directory {state_dir()})"
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -654,7 +699,17 @@ def scheduled_audit_cmd(
     except schedule.ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    report = schedule.run(settings)
+    from kijun.audit import Interrupted
+
+    try:
+        report = schedule.run(settings)
+    except Interrupted as exc:
+        typer.echo(
+            f"error: interrupted by {exc.name}: the audit stopped; no evidence bundle was "
+            "written and nothing was recorded in the history",
+            err=True,
+        )
+        raise typer.Exit(128 + exc.signum) from None
     raise typer.Exit(report.exit_code)
 
 

@@ -44,6 +44,7 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any
 
+from kijun.paths import write_error_text
 from kijun.redact import redact, redact_json
 
 SCHEMA = "kijun-manifest/1"
@@ -58,7 +59,8 @@ Signer = Callable[[bytes], Mapping[str, str]]  # manifest bytes -> manifest.sig 
 
 
 class EvidenceError(RuntimeError):
-    """A bundle cannot be written as asked (bad path, bundle exists, run in progress)."""
+    """A bundle cannot be written as asked (bad path, bundle exists, run in progress, the disk
+    is full)."""
 
 
 def check_relpath(relpath: str) -> str:
@@ -87,11 +89,16 @@ def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
 
 
 def _write_file(path: Path, data: bytes, *, exclusive: bool = True, sync: bool = True) -> None:
-    with path.open("xb" if exclusive else "wb") as handle:
-        handle.write(data)
-        if sync:
-            handle.flush()
-            os.fsync(handle.fileno())
+    try:
+        with path.open("xb" if exclusive else "wb") as handle:
+            handle.write(data)
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
+    except OSError as exc:
+        if exc.filename is None:  # a failed write names no file: say which
+            exc.filename = str(path)
+        raise
 
 
 def _fsync_path(path: Path) -> None:
@@ -177,12 +184,21 @@ class BundleWriter:
         self._lock: int | None = None
         self._files: dict[str, dict[str, Any]] = {}
 
+    def _write_failed(self, exc: OSError) -> EvidenceError:
+        return EvidenceError(
+            f"cannot write the evidence bundle {self.run_id} in {self.out_dir}: "
+            f"{write_error_text(exc)}; nothing of it was kept"
+        )
+
     def __enter__(self) -> BundleWriter:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         for final in (self.bundle_dir, self.archive):
             if final.exists():
                 raise EvidenceError(f"{final} already exists: a bundle is never overwritten")
-        self._lock = _try_lock(self._lock_path)
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = _try_lock(self._lock_path)
+        except OSError as exc:
+            raise self._write_failed(exc) from None
         if self._lock is None:
             raise EvidenceError(
                 f"another run with id {self.run_id!r} is writing to {self.out_dir} "
@@ -192,6 +208,9 @@ class BundleWriter:
             clean_stale_partials(self.out_dir, keep=self.run_id)
             _remove_leftovers(self.out_dir, self.run_id)  # ours, from a crashed run with this id
             self._partial.mkdir()
+        except OSError as exc:
+            self._unlock()
+            raise self._write_failed(exc) from None
         except BaseException:
             self._unlock()
             raise
@@ -232,8 +251,11 @@ class BundleWriter:
         if clash:
             raise EvidenceError(f"{relpath} clashes with {clash[0]}, already in the bundle")
         target = self._partial / relpath
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _write_file(target, data, sync=False)  # made durable together in _finish
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_file(target, data, sync=False)  # made durable together in _finish
+        except OSError as exc:
+            raise self._write_failed(exc) from None
         self._files[relpath] = {
             "sha256": sha256_hex(data),
             "size": len(data),
@@ -266,6 +288,12 @@ class BundleWriter:
         }
 
     def _finish(self) -> None:
+        try:
+            self._finish_writing()
+        except OSError as exc:
+            raise self._write_failed(exc) from None
+
+    def _finish_writing(self) -> None:
         # The evidence files reach the disk before the manifest that lists them is written. A
         # bundle has hundreds of small files: they are synced together, in parallel (one after
         # the other, the fsyncs cost a large part of a run).
@@ -288,17 +316,22 @@ class BundleWriter:
             info.uname = info.gname = ""
             return info
 
-        with self._partial_archive.open("xb") as raw:
-            with (
-                gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz,
-                tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
-            ):
-                tar.add(self._partial, arcname=self.run_id, recursive=False, filter=normalise)
-                for path in sorted(p for p in self._partial.rglob("*")):
-                    arcname = f"{self.run_id}/{path.relative_to(self._partial).as_posix()}"
-                    tar.add(path, arcname=arcname, recursive=False, filter=normalise)
-            raw.flush()
-            os.fsync(raw.fileno())
+        try:
+            with self._partial_archive.open("xb") as raw:
+                with (
+                    gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz,
+                    tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+                ):
+                    tar.add(self._partial, arcname=self.run_id, recursive=False, filter=normalise)
+                    for path in sorted(p for p in self._partial.rglob("*")):
+                        arcname = f"{self.run_id}/{path.relative_to(self._partial).as_posix()}"
+                        tar.add(path, arcname=arcname, recursive=False, filter=normalise)
+                raw.flush()
+                os.fsync(raw.fileno())
+        except OSError as exc:
+            if exc.filename is None:
+                exc.filename = str(self._partial_archive)
+            raise
 
 
 # -- metadata for the manifest -----------------------------------------------------------------

@@ -142,6 +142,9 @@ class History:
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA journal_mode = WAL")
             self._migrate(conn)
+        except sqlite3.OperationalError as exc:  # the file is fine; using it is not
+            conn.close()
+            raise HistoryError(f"cannot use the history {self.path}: {_why(exc)}") from None
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise HistoryError(
@@ -196,39 +199,46 @@ class History:
         conn = self._connect()
         run = doc.run
         bundle = str(Path(bundle_path).resolve()) if bundle_path is not None else None
-        with _transaction(conn):
-            try:
-                conn.execute(
-                    "INSERT INTO runs (run_id, inventory_id, started, finished, counts, bundle,"
-                    " kijun_version, profile) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        try:
+            with _transaction(conn):
+                try:
+                    conn.execute(
+                        "INSERT INTO runs (run_id, inventory_id, started, finished, counts, bundle,"
+                        " kijun_version, profile) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            run.run_id,
+                            run.inventory_id,
+                            run.started,
+                            run.finished,
+                            _json(doc.counts()),
+                            bundle,
+                            run.kijun_version,
+                            run.profile.get("name") or None,
+                        ),
+                    )
+                except sqlite3.IntegrityError as exc:
+                    raise HistoryError(
+                        f"run {run.run_id} is already recorded in {self.path}"
+                    ) from exc
+                conn.executemany(
+                    "INSERT INTO results (run_id, host, control, status, expected, observed)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
                     (
-                        run.run_id,
-                        run.inventory_id,
-                        run.started,
-                        run.finished,
-                        _json(doc.counts()),
-                        bundle,
-                        run.kijun_version,
-                        run.profile.get("name") or None,
+                        (
+                            run.run_id,
+                            r.host,
+                            r.control,
+                            str(r.status),
+                            _json(r.expected),
+                            _json(r.observed),
+                        )
+                        for r in doc.results
                     ),
                 )
-            except sqlite3.IntegrityError as exc:
-                raise HistoryError(f"run {run.run_id} is already recorded in {self.path}") from exc
-            conn.executemany(
-                "INSERT INTO results (run_id, host, control, status, expected, observed)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    (
-                        run.run_id,
-                        r.host,
-                        r.control,
-                        str(r.status),
-                        _json(r.expected),
-                        _json(r.observed),
-                    )
-                    for r in doc.results
-                ),
-            )
+        except sqlite3.OperationalError as exc:  # nothing was recorded: the transaction is undone
+            raise HistoryError(
+                f"cannot record run {run.run_id} in {self.path}: {_why(exc)}"
+            ) from None
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -332,9 +342,15 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite ends it by itself on some errors (a full disk)
+            conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _why(exc: sqlite3.OperationalError) -> str:
+    text = str(exc)
+    return f"the disk is full ({text})" if "disk is full" in text else text
 
 
 def _run_row(row: sqlite3.Row) -> RunRow:

@@ -7,6 +7,7 @@ location (an editable install lives in ``<root>/src/kijun``), else from the work
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -51,3 +52,14 @@ def state_dir() -> Path:
     if env:
         return Path(env).expanduser().resolve()
     return repo_root() / ".kijun"
+
+
+def write_error_text(exc: OSError) -> str:
+    """Why writing failed, in words (a full disk says so), with the file when it is known."""
+    if exc.errno == errno.ENOSPC:
+        why = "the disk is full (no space left on device)"
+    elif exc.errno == errno.EDQUOT:
+        why = "the disk quota is exhausted"
+    else:
+        why = exc.strerror or str(exc)
+    return f"{why}: {exc.filename}" if exc.filename else why

@@ -20,6 +20,7 @@ given, adds each control's requirement text); the caller adds their output to th
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -347,6 +348,14 @@ def _exceptions(doc: RunDocument) -> list[_Exception]:
     return list(out.values())
 
 
+class _BytecodeCache(jinja2.FileSystemBytecodeCache):
+    """Like jinja's, but one that cannot be written (a full disk) costs a compile, not the run."""
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            super().dump_bytecode(bucket)
+
+
 def _bytecode_cache() -> jinja2.BytecodeCache | None:
     """Compiled templates kept in ``.kijun/cache/jinja`` (jinja checks each template's source
     checksum, so an edited template is compiled again)."""
@@ -359,7 +368,7 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
-    return jinja2.FileSystemBytecodeCache(str(directory))
+    return _BytecodeCache(str(directory))
 
 
 def _environment() -> jinja2.Environment:

@@ -22,7 +22,7 @@ class Status(StrEnum):
     FAIL = "fail"  # at least one check failed (and no valid exception covers it)
     WAIVED = "waived"  # failing, but covered by a valid approved exception (逸脱承認)
     ERROR = "error"  # a check could not run (the host answered, the check broke)
-    NOT_ASSESSED = "not_assessed"  # the host was unreachable or the run was interrupted
+    NOT_ASSESSED = "not_assessed"  # the host was unreachable
     NOT_APPLICABLE = "not_applicable"  # the control does not apply to this host
 
 

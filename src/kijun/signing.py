@@ -20,10 +20,13 @@ manifest. Without kijun, OpenSSL 3 checks the signature with the trusted key::
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import tarfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +44,7 @@ from kijun.evidence import (
     check_relpath,
     sha256_hex,
 )
-from kijun.paths import state_dir
+from kijun.paths import state_dir, write_error_text
 
 ALGORITHM = "ed25519"
 PRIVATE_KEY_NAME = "evidence-signing.key"
@@ -60,8 +63,47 @@ def default_key_dir() -> Path:
 
 
 def init_keys(key_dir: Path | None = None, *, force: bool = False) -> Path:
-    """Make a key pair in ``key_dir`` (private key mode 0600); the public key's path."""
+    """Make a key pair in ``key_dir`` (private key mode 0600, the directory 0700); the public
+    key's path. Concurrent callers are serialised (a lock file in ``key_dir``): one makes the
+    key, the others find it made."""
     key_dir = key_dir if key_dir is not None else default_key_dir()
+    try:
+        with _key_dir_lock(key_dir):
+            return _init_keys(key_dir, force)
+    except OSError as exc:
+        raise SigningError(
+            f"cannot make the signing key in {key_dir}: {write_error_text(exc)}"
+        ) from None
+
+
+def ensure_key(key_dir: Path | None = None) -> Path | None:
+    """Make the key pair unless ``key_dir`` has one; the new public key's path, or None."""
+    key_dir = key_dir if key_dir is not None else default_key_dir()
+    if (key_dir / PRIVATE_KEY_NAME).exists():
+        return None
+    try:
+        return init_keys(key_dir)
+    except SigningError:
+        if (key_dir / PRIVATE_KEY_NAME).exists():  # another run made it meanwhile
+            return None
+        raise
+
+
+@contextmanager
+def _key_dir_lock(key_dir: Path) -> Iterator[None]:
+    key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    status = key_dir.stat()
+    if status.st_mode & 0o077 and status.st_uid == os.geteuid():
+        key_dir.chmod(0o700)  # made beforehand, readable by others: only its owner looks in
+    fd = os.open(key_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _init_keys(key_dir: Path, force: bool) -> Path:
     private_path, public_path = key_dir / PRIVATE_KEY_NAME, key_dir / PUBLIC_KEY_NAME
     existing = [str(p) for p in (private_path, public_path) if p.exists()]
     if existing and not force:
@@ -69,7 +111,6 @@ def init_keys(key_dir: Path | None = None, *, force: bool = False) -> Path:
             f"{' and '.join(existing)} already exist: refusing to replace the signing key "
             "(bundles signed with it verify only with its public key; keep that if you force)"
         )
-    key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -79,8 +120,14 @@ def init_keys(key_dir: Path | None = None, *, force: bool = False) -> Path:
     public_pem = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    _replace(private_path, private_pem, 0o600)
-    _replace(public_path, public_pem, 0o644)
+    try:
+        _replace(private_path, private_pem, 0o600)
+        _replace(public_path, public_pem, 0o644)
+    except OSError:
+        if not existing:  # no half pair (a private key without its public key) stays behind
+            private_path.unlink(missing_ok=True)
+            public_path.unlink(missing_ok=True)
+        raise
     return public_path
 
 
@@ -88,12 +135,16 @@ def _replace(path: Path, data: bytes, mode: int) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:

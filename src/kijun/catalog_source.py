@@ -149,15 +149,49 @@ def describe(value: object) -> str:
     return f"{type(value).__name__} {value}"
 
 
-def read_yaml(path: Path) -> tuple[SourceFile | None, list[Problem]]:
-    """Parse ``path``; the file is ``None`` when it cannot be parsed at all."""
+def _read_text(path: Path) -> tuple[str | None, list[Problem]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8"), []
     except FileNotFoundError:
         return None, [Problem(path, 0, "file is missing; create it (see catalog/FORMAT.md)")]
     except UnicodeDecodeError as err:
         line = err.object[: err.start].count(b"\n") + 1
         return None, [Problem(path, line, f"not UTF-8 text ({err.reason}); save it as UTF-8")]
+
+
+def _yaml_problem(path: Path, text: str, err: yaml.YAMLError) -> Problem:
+    """A YAML error of the parser as a problem on its line."""
+    if isinstance(err, yaml.MarkedYAMLError):
+        mark = err.problem_mark or err.context_mark
+        reason = " ".join(part for part in (err.problem, err.context) if part)
+        hint = "check the indentation, colons and quoting here and on the line above"
+        # At the end of the text libyaml's mark may stand on the line after the last one.
+        line = min(mark.line + 1, _line_at(text, len(text))) if mark else 0
+        return Problem(path, line, f"YAML syntax error: {reason}; {hint}")
+    if isinstance(err, yaml.reader.ReaderError):
+        return _reader_problem(path, text, err)
+    return Problem(path, 0, f"YAML error: {err}")
+
+
+def check_syntax(path: Path) -> list[Problem]:
+    """The YAML syntax problems of ``path`` (not UTF-8, a syntax error, nesting too deep),
+    without building its data: for YAML that other readers read (an Ansible inventory, whose
+    tags such as ``!vault`` are theirs)."""
+    text, problems = _read_text(path)
+    if text is None:
+        return problems
+    try:
+        too_deep = _too_deep(text, always=True)
+    except yaml.YAMLError as err:
+        return [_yaml_problem(path, text, err)]
+    return [Problem(path, too_deep, _TOO_DEEP)] if too_deep else []
+
+
+def read_yaml(path: Path) -> tuple[SourceFile | None, list[Problem]]:
+    """Parse ``path``; the file is ``None`` when it cannot be parsed at all."""
+    text, problems = _read_text(path)
+    if text is None:
+        return None, problems
     loader = _Loader(text)
     builder = _Builder(path, loader)
     try:
@@ -166,17 +200,8 @@ def read_yaml(path: Path) -> tuple[SourceFile | None, list[Problem]]:
             return None, [Problem(path, too_deep, _TOO_DEEP)]
         node = loader.get_single_node()
         data = builder.build(node, ()) if node is not None else None
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        reason = " ".join(part for part in (err.problem, err.context) if part)
-        hint = "check the indentation, colons and quoting here and on the line above"
-        # At the end of the text libyaml's mark may stand on the line after the last one.
-        line = min(mark.line + 1, _line_at(text, len(text))) if mark else 0
-        return None, [Problem(path, line, f"YAML syntax error: {reason}; {hint}")]
-    except yaml.reader.ReaderError as err:
-        return None, [_reader_problem(path, text, err)]
     except yaml.YAMLError as err:
-        return None, [Problem(path, 0, f"YAML error: {err}")]
+        return None, [_yaml_problem(path, text, err)]
     except _AliasesExpandTooFar as err:
         message = (
             f"YAML aliases (*name) repeat more than {MAX_ALIAS_VALUES} values in this file; "
@@ -202,11 +227,12 @@ def _depth_bound(text: str) -> int:
     return 2 * (longest + text.count("[")) + text.count("{") + 2
 
 
-def _too_deep(text: str) -> int:
-    """The line where ``text`` nests deeper than :data:`MAX_DEPTH`, or 0. Only a text that
-    could nest deeper than the composer can take is scanned (the scan parses the file once
-    more); shallower ones are left to :class:`_Builder`, which refuses the same depth."""
-    if _depth_bound(text) <= _SAFE_DEPTH:
+def _too_deep(text: str, always: bool = False) -> int:
+    """The line where ``text`` nests deeper than :data:`MAX_DEPTH`, or 0. Unless ``always``,
+    only a text that could nest deeper than the composer can take is scanned (the scan parses
+    the file once more); shallower ones are left to :class:`_Builder`, which refuses the same
+    depth. Raises the parser's error on a text that is not YAML (when it is scanned)."""
+    if not always and _depth_bound(text) <= _SAFE_DEPTH:
         return 0
     depth = 0
     starts = (yaml.SequenceStartEvent, yaml.MappingStartEvent)

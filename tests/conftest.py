@@ -21,11 +21,15 @@ os.environ.setdefault("ANSIBLE_CONFIG", str(ROOT / "ansible.cfg"))
 os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
-def run_kijun(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run the installed `kijun` console script as a user would."""
+def run_kijun(
+    *args: str, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `kijun` console script as a user would (``env``: its environment,
+    default this one)."""
     return subprocess.run(
         [str(VENV_BIN / "kijun"), *args],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,

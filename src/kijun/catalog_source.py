@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,16 @@ _MAP_TAG = "tag:yaml.org,2002:map"
 # libyaml's loader when PyYAML was built with it (about ten times faster), else the Python one.
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SEQ_TAG = "tag:yaml.org,2002:seq"
+# kijun's files nest a few levels; deeper nesting is a mistake (or an attack on the parser:
+# libyaml's composer recurses once per level in C and crashes the process some 20,000 levels
+# down, beyond the reach of Python's recursion limit).
+MAX_DEPTH = 100
+# A nesting this deep cannot hurt the composer; a file whose text could nest deeper (see
+# _depth_bound) is scanned for its real depth before it is composed.
+_SAFE_DEPTH = 2000
+# How many values YAML aliases may repeat in one file: an alias of an alias of ... (a "billion
+# laughs" file) would otherwise expand a few lines into billions of values.
+MAX_ALIAS_VALUES = 10_000
 
 
 @dataclass(frozen=True)
@@ -45,7 +56,17 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{location(self.file, self.line)}: {self.message}"
+        """``file:line: message`` on one line: a value the message quotes with a line break,
+        a control or an invisible character in it shows that character escaped."""
+        return f"{location(self.file, self.line)}: {one_line(self.message)}"
+
+
+def one_line(text: str) -> str:
+    """``text`` with the characters that are not printable (line breaks, tabs, control and
+    format characters, spaces other than ' ') written as escapes, e.g. ``\\n``, ``\\u200b``."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def location(file: Path, line: int = 0) -> str:
@@ -128,30 +149,129 @@ def describe(value: object) -> str:
     return f"{type(value).__name__} {value}"
 
 
-def read_yaml(path: Path) -> tuple[SourceFile | None, list[Problem]]:
-    """Parse ``path``; the file is ``None`` when it cannot be parsed at all."""
+def _read_text(path: Path) -> tuple[str | None, list[Problem]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8"), []
     except FileNotFoundError:
         return None, [Problem(path, 0, "file is missing; create it (see catalog/FORMAT.md)")]
     except UnicodeDecodeError as err:
-        return None, [Problem(path, 0, f"not UTF-8 text ({err.reason}); save it as UTF-8")]
-    loader = _Loader(text)
-    builder = _Builder(path, loader)
-    try:
-        node = loader.get_single_node()
-        data = builder.build(node, ()) if node is not None else None
-    except yaml.MarkedYAMLError as err:
+        line = err.object[: err.start].count(b"\n") + 1
+        return None, [Problem(path, line, f"not UTF-8 text ({err.reason}); save it as UTF-8")]
+
+
+def _yaml_problem(path: Path, text: str, err: yaml.YAMLError) -> Problem:
+    """A YAML error of the parser as a problem on its line."""
+    if isinstance(err, yaml.MarkedYAMLError):
         mark = err.problem_mark or err.context_mark
         reason = " ".join(part for part in (err.problem, err.context) if part)
         hint = "check the indentation, colons and quoting here and on the line above"
-        line = mark.line + 1 if mark else 0
-        return None, [Problem(path, line, f"YAML syntax error: {reason}; {hint}")]
+        # At the end of the text libyaml's mark may stand on the line after the last one.
+        line = min(mark.line + 1, _line_at(text, len(text))) if mark else 0
+        return Problem(path, line, f"YAML syntax error: {reason}; {hint}")
+    if isinstance(err, yaml.reader.ReaderError):
+        return _reader_problem(path, text, err)
+    return Problem(path, 0, f"YAML error: {err}")
+
+
+def check_syntax(path: Path) -> list[Problem]:
+    """The YAML syntax problems of ``path`` (not UTF-8, a syntax error, nesting too deep),
+    without building its data: for YAML that other readers read (an Ansible inventory, whose
+    tags such as ``!vault`` are theirs)."""
+    text, problems = _read_text(path)
+    if text is None:
+        return problems
+    try:
+        too_deep = _too_deep(text, always=True)
     except yaml.YAMLError as err:
-        return None, [Problem(path, 0, f"YAML error: {err}")]
+        return [_yaml_problem(path, text, err)]
+    return [Problem(path, too_deep, _TOO_DEEP)] if too_deep else []
+
+
+def read_yaml(path: Path) -> tuple[SourceFile | None, list[Problem]]:
+    """Parse ``path``; the file is ``None`` when it cannot be parsed at all."""
+    text, problems = _read_text(path)
+    if text is None:
+        return None, problems
+    loader = _Loader(text)
+    builder = _Builder(path, loader)
+    try:
+        too_deep = _too_deep(text)
+        if too_deep:
+            return None, [Problem(path, too_deep, _TOO_DEEP)]
+        node = loader.get_single_node()
+        data = builder.build(node, ()) if node is not None else None
+    except yaml.YAMLError as err:
+        return None, [_yaml_problem(path, text, err)]
+    except _AliasesExpandTooFar as err:
+        message = (
+            f"YAML aliases (*name) repeat more than {MAX_ALIAS_VALUES} values in this file; "
+            "write the values out instead of aliasing aliases"
+        )
+        return None, [Problem(path, err.line, message)]
     finally:
         loader.dispose()
     return SourceFile(path, data, builder.lines, builder.texts), builder.problems
+
+
+_TOO_DEEP = (
+    f"the YAML nests more than {MAX_DEPTH} levels deep here; check for unclosed [ or {{ "
+    "and the indentation"
+)
+
+
+def _depth_bound(text: str) -> int:
+    """More than the deepest nesting ``text`` can have: a block collection in another is
+    indented further (a sequence as a mapping's value may stay at its key's column), and a flow
+    collection opens with [ or { (a `key: value` in [ ] is a mapping of its own)."""
+    longest = max((len(line) for line in text.splitlines()), default=0)
+    return 2 * (longest + text.count("[")) + text.count("{") + 2
+
+
+def _too_deep(text: str, always: bool = False) -> int:
+    """The line where ``text`` nests deeper than :data:`MAX_DEPTH`, or 0. Unless ``always``,
+    only a text that could nest deeper than the composer can take is scanned (the scan parses
+    the file once more); shallower ones are left to :class:`_Builder`, which refuses the same
+    depth. Raises the parser's error on a text that is not YAML (when it is scanned)."""
+    if not always and _depth_bound(text) <= _SAFE_DEPTH:
+        return 0
+    depth = 0
+    starts = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+    ends = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, starts):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return event.start_mark.line + 1 if event.start_mark is not None else 1
+        elif isinstance(event, ends):
+            depth -= 1
+    return 0
+
+
+def _reader_problem(path: Path, text: str, err: yaml.reader.ReaderError) -> Problem:
+    """A character YAML does not allow (a control character, say), on its line."""
+    found = text.find(chr(err.character)) if isinstance(err.character, int) else -1
+    line = _line_at(text, found) if found >= 0 else 0
+    shown = f"#x{err.character:04x}" if isinstance(err.character, int) else repr(err.character)
+    return Problem(
+        path, line, f"character {shown} is not allowed in YAML ({err.reason}); remove it"
+    )
+
+
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # YAML 1.1's line breaks
+
+
+def _line_at(text: str, index: int) -> int:
+    """The line of ``text[index]`` as YAML counts lines; the last line for the text's end."""
+    line = len(_LINE_BREAK.findall(text, 0, index)) + 1
+    return min(line, len(_LINE_BREAK.findall(text.rstrip("\r\n\x85\u2028\u2029"))) + 1)
+
+
+class _AliasesExpandTooFar(Exception):
+    """Raised by :class:`_Builder` when aliases repeat more than MAX_ALIAS_VALUES values."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
 
 
 class _Builder:
@@ -165,6 +285,9 @@ class _Builder:
         self.texts: dict[Loc, str] = {}
         self.problems: list[Problem] = []
         self._open: set[int] = set()  # nodes being built, to catch recursive aliases
+        self._built: set[int] = set()  # nodes built once: building one again repeats an alias
+        self._repeated = 0
+        self._alias_at: Loc | None = None  # where the alias being expanded is used
 
     def _fail(self, node: yaml.Node, message: str) -> None:
         self.problems.append(Problem(self.path, node.start_mark.line + 1, message))
@@ -174,6 +297,17 @@ class _Builder:
         if id(node) in self._open:
             self._fail(node, "recursive YAML alias; write the value out instead")
             return None
+        if len(loc) > MAX_DEPTH:
+            self._fail(node, _TOO_DEEP)
+            return None
+        repeat = id(node) in self._built
+        if repeat:
+            self._repeated += 1
+            if self._repeated > MAX_ALIAS_VALUES:
+                raise _AliasesExpandTooFar(self._line_of_alias())
+            if self._alias_at is None:
+                self._alias_at = loc
+        self._built.add(id(node))
         self._open.add(id(node))
         try:
             if isinstance(node, yaml.MappingNode):
@@ -183,6 +317,16 @@ class _Builder:
             return self._scalar(node, loc)
         finally:
             self._open.discard(id(node))
+            if self._alias_at == loc:
+                self._alias_at = None
+
+    def _line_of_alias(self) -> int:
+        """The line of the alias being expanded: its key's, or its list's (the node's own
+        marks are its anchor's)."""
+        loc = self._alias_at or ()
+        if loc and isinstance(loc[-1], int):
+            loc = loc[:-1]
+        return self.lines.get(loc, 1)
 
     def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[str, Any] | None:
         if node.tag != _MAP_TAG:
@@ -216,10 +360,12 @@ class _Builder:
         self.texts[loc] = str(node.value)
         try:
             return self.loader.construct_object(node)
-        except ValueError:
+        except (ValueError, LookupError, AttributeError):
             # A scalar that looks like a timestamp but is no real date (2027-02-30) or an
-            # explicitly tagged one that is not of its tag: keep its text, for the reader's
-            # checks to refuse with their own hint (``safe_load`` would crash here).
+            # explicitly tagged one that is not of its tag (`!!bool maybe`, `!!int ''`,
+            # `!!timestamp soon`, on which PyYAML's constructors fail with ValueError, KeyError,
+            # IndexError or AttributeError): keep its text, for the reader's checks to refuse
+            # with their own hint (``safe_load`` would crash here).
             self.loader.recursive_objects.pop(node, None)
             return str(node.value)
 

@@ -428,7 +428,7 @@ def _entries(
                         source.problem((*loc, kind, item), _unknown_name(kind, name, known))
                     )
         for name, hint in _TEXT_FIELDS.items():
-            if valid(name) and not raw[name].strip():
+            if valid(name) and _blank(raw[name]):
                 trouble.append(source.problem((*loc, name), f"is blank; {hint}"))
         dates: dict[str, date] = {}
         for name in _DATE_FIELDS:
@@ -462,6 +462,12 @@ def _entries(
             )
         )
     return found
+
+
+def _blank(text: str) -> bool:
+    """Whether ``text`` shows nothing: only spaces, line breaks, control and format characters
+    (a zero-width space is no approver)."""
+    return all(char.isspace() or unicodedata.category(char)[0] in "CZ" for char in text)
 
 
 def _period_problems(source: SourceFile, loc: Loc, dates: dict[str, date]) -> list[Problem]:

@@ -14,26 +14,32 @@ expected is exactly what the roles applied.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from kijun.catalog import Catalog, Profile, load_catalog, load_profile
+from kijun.catalog import Catalog, Profile, UnknownNameError, load_catalog, load_profile
+from kijun.catalog_source import Problem, describe, read_yaml
 
 SETTINGS_FILE = "kijun.yml"
-_KEYS = {"profile"}
+_KEYS = ("profile",)
 
 
 class SettingsError(ValueError):
-    """An inventory's kijun.yml is malformed; the message names the file and what to change."""
+    """An inventory's kijun.yml is malformed; each line of the message is a problem, as
+    ``file:line: field: what to change``."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(map(str, problems)))
 
 
 @dataclass(frozen=True)
 class InventorySettings:
     path: Path | None  # the kijun.yml read, or None when the inventory has none
     profile: str | None
+    profile_line: int = 0  # the line of `profile:` in it
 
 
 def inventory_dir(source: Path) -> Path:
@@ -44,23 +50,36 @@ def read_settings(inventory: Path) -> InventorySettings:
     path = inventory_dir(inventory) / SETTINGS_FILE
     if not path.is_file():
         return InventorySettings(None, None)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise SettingsError(f"{path}{line}: not valid YAML ({exc})") from exc
+    source, problems = read_yaml(path)
+    if source is None or problems:
+        raise SettingsError(problems)
+    raw = source.data if source.data is not None else {}
     if not isinstance(raw, dict):
-        raise SettingsError(f"{path}: expected a mapping such as `profile: generic`")
-    unknown = sorted(set(raw) - _KEYS)
-    if unknown:
         raise SettingsError(
-            f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(_KEYS))}"
+            [
+                source.problem(
+                    (), f"expected a mapping such as `profile: generic`, got {describe(raw)}"
+                )
+            ]
         )
+    for key in raw:
+        if key not in _KEYS:
+            close = difflib.get_close_matches(key, _KEYS, n=1)
+            fix = f"did you mean '{close[0]}'?" if close else "remove it"
+            problems.append(
+                source.problem((key,), f"unknown setting (known: {', '.join(_KEYS)}); {fix}")
+            )
     profile = raw.get("profile")
-    if profile is not None and not isinstance(profile, str):
-        raise SettingsError(f"{path}: `profile` must be a profile name, e.g. `profile: generic`")
-    return InventorySettings(path, profile)
+    if "profile" in raw and not (isinstance(profile, str) and profile.strip()):
+        problems.append(
+            source.problem(
+                ("profile",),
+                f"expected a profile name such as `profile: generic`, got {describe(profile)}",
+            )
+        )
+    if problems:
+        raise SettingsError(problems)
+    return InventorySettings(path, profile, source.line(("profile",)) if "profile" in raw else 0)
 
 
 def profile_group_vars(profile: Profile) -> dict[str, dict[str, Any]]:
@@ -80,7 +99,13 @@ def group_vars_for_inventory(
     inventory: Path, catalog: Catalog | None = None
 ) -> dict[str, dict[str, Any]]:
     settings = read_settings(inventory)
-    if settings.profile is None:
+    if settings.profile is None or settings.path is None:
         return {}
     catalog = catalog or load_catalog()
-    return profile_group_vars(load_profile(settings.profile, catalog))
+    try:
+        profile = load_profile(settings.profile, catalog)
+    except UnknownNameError as err:
+        raise SettingsError(
+            [Problem(settings.path, settings.profile_line, f"profile: {err}")]
+        ) from err
+    return profile_group_vars(profile)

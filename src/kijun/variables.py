@@ -9,6 +9,7 @@ the precedence is Ansible's and not a re-implementation of it.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import yaml
 
 from kijun import paths
+from kijun.catalog_source import Problem, check_syntax, location
 
 CONNECTION_VARS = (
     "ansible_host",
@@ -104,6 +106,11 @@ def load(inventory: Path, roles_dir: Path | None = None) -> dict[str, HostVars]:
 
     if not inventory.exists():
         raise InventoryError(f"{inventory}: no such inventory file or directory")
+    # Ansible skips an inventory file it cannot parse with a warning: the run would go on
+    # without that file's hosts. A YAML file of the inventory must at least be YAML.
+    problems = [p for source in _yaml_sources(inventory) for p in check_syntax(source)]
+    if problems:
+        raise InventoryError("\n".join(map(str, problems)))
     roles_dir = roles_dir or paths.repo_root() / "roles"
     defaults = role_defaults(roles_dir)
     prefixes = ("kijun_", *(f"{d.name}_" for d in roles_dir.iterdir() if d.is_dir()))
@@ -127,7 +134,58 @@ def load(inventory: Path, roles_dir: Path | None = None) -> dict[str, HostVars]:
                 name, frozenset(str(g.name) for g in host.get_groups()), ours, conn
             )
     except AnsibleError as exc:
-        raise InventoryError(f"{inventory}: {exc}") from exc
+        problems = _problems(exc)
+        if problems:  # kijun's vars plugins refused kijun.yml or zones.yml, by file and line
+            raise InventoryError("\n".join(map(str, problems))) from exc
+        raise InventoryError(f"{_where(exc) or inventory}: {exc}") from exc
     if not result:
         raise InventoryError(f"{inventory}: the inventory has no hosts")
     return result
+
+
+def _yaml_sources(inventory: Path) -> list[Path]:
+    """The YAML files Ansible reads as the inventory's sources (a directory's files, in its
+    subdirectories too, but those it ignores: group_vars, kijun.yml, ...)."""
+    from ansible.inventory.manager import IGNORED
+
+    if inventory.is_file():
+        found = [inventory]
+    else:
+        found = []
+        for folder, dirs, files in os.walk(inventory):
+            dirs[:] = sorted(d for d in dirs if not IGNORED.search(os.fsencode(d)))
+            found += [Path(folder, f) for f in sorted(files) if not IGNORED.search(os.fsencode(f))]
+    return [path for path in found if path.suffix in (".yml", ".yaml")]
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        yield cause
+        cause = cause.__cause__ or cause.__context__
+
+
+def _where(exc: BaseException) -> str | None:
+    """``file:line`` of the first error in ``exc``'s chain whose origin Ansible knows (a
+    group_vars file's YAML error, say)."""
+    for cause in _chain(exc):
+        origin = getattr(cause, "obj", None)
+        path, line = getattr(origin, "path", None), getattr(origin, "line_num", None)
+        if isinstance(path, str) and isinstance(line, int):
+            return location(Path(path), line)
+    return None
+
+
+def _problems(exc: BaseException) -> list[Problem]:
+    """The located problems of a kijun error in ``exc``'s chain (none: not kijun's)."""
+    for cause in _chain(exc):
+        problems = getattr(cause, "problems", None)
+        if (
+            isinstance(problems, list)
+            and problems
+            and all(isinstance(p, Problem) for p in problems)
+        ):
+            return problems
+    return []

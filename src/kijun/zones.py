@@ -205,7 +205,7 @@ def _read(path: Path, schema: Path | None) -> tuple[ZonePolicy | None, list[Prob
     if source is None:
         return None, problems
     if source.data is None:
-        return None, [Problem(path, 0, "the file is empty; declare zones, management and flows")]
+        return None, [Problem(path, 1, "the file is empty; declare zones, management and flows")]
     check = check_schema(source, validator)
     problems += check.problems
     # What is sound is read even when the schema found problems: one run shows them all.

@@ -1,6 +1,7 @@
 # kijun: the zone policy of an inventory (zones.yml) as the zone_firewall role's variables.
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
@@ -25,8 +26,10 @@ DOCUMENTATION = """
 
 class VarsModule(BaseVarsPlugin):
     REQUIRES_ENABLED = True
-    # (directory, mtime of zones.yml, the inventory's hosts) -> each host's variables
-    _cache: dict[tuple[str, int, Any], dict[str, dict[str, Any]]] = {}
+    # (directory, digest of zones.yml, the inventory's hosts) -> each host's variables. The
+    # digest, not the file's mtime: a policy rewritten within the same clock tick, or with its
+    # old mtime put back, is read again.
+    _cache: dict[tuple[str, bytes, Any], dict[str, dict[str, Any]]] = {}
 
     def get_vars(self, loader: Any, path: str, entities: Any, cache: bool = True) -> dict[str, Any]:
         super().get_vars(loader, path, entities)
@@ -57,7 +60,9 @@ class VarsModule(BaseVarsPlugin):
             h.name: zones.InventoryHost.of(h.name, (g.name for g in h.get_groups()), h.vars)
             for h in members
         }
-        key = (directory, os.stat(policy_file).st_mtime_ns, frozenset(inventory.values()))
+        with open(policy_file, "rb") as policy_bytes:
+            digest = hashlib.sha256(policy_bytes.read()).digest()
+        key = (directory, digest, frozenset(inventory.values()))
         if key not in self._cache:
             try:
                 policy = zones.load(Path(policy_file), inventory)

@@ -107,3 +107,20 @@ def test_evidence_a_check_adds_counts_as_read() -> None:
     tracked.add("mail/smtp_size", "S: 552 5.3.4\n", 1)
     assert "mail/smtp_size" in tracked
     assert tracked.read == ["mail/smtp_size"]
+
+
+def test_a_host_error_loses_the_collection_command_and_stays_short() -> None:
+    from kijun.audit_plugin import ERROR_CHARS, _short_error
+
+    line, _ = snapshot.remote_command({"time/x": "chronyc tracking", "time/y": "cat /etc/timezone"})
+    exc = RuntimeError(
+        f"CommandExecutionError: sudo /bin/sh -c '{line}' failed: ssh: connect to host "
+        "198.18.0.31 port 22: Connection timed out " + "x-" * 1000
+    )
+    short = _short_error(exc, line)
+    assert short.startswith("RuntimeError: CommandExecutionError: sudo /bin/sh -c")
+    assert "<kijun collection command>" in short and "Connection timed out" in short
+    assert line not in short and len(short) == ERROR_CHARS
+    # an encoded blob quoted differently is cut out as well
+    blob = line.split()[1]
+    assert "<encoded>" in _short_error(RuntimeError(f"failed: {blob!r}"), line)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -164,6 +165,18 @@ def inventory_name(host: Any) -> str:
     return name if isinstance(name, str) else str(host.backend.get_hostname())
 
 
+_ENCODED = re.compile(r"[A-Za-z0-9+/=]{200,}")
+ERROR_CHARS = 600  # of a host's error kept in every not-assessed result
+
+
+def _short_error(exc: BaseException, command: str) -> str:
+    """What went wrong reading a host, without the (long, encoded) collection command that
+    testinfra's errors repeat, and cut to ``ERROR_CHARS``."""
+    text = f"{type(exc).__name__}: {exc}".replace(command, "<kijun collection command>")
+    text = " ".join(_ENCODED.sub("<encoded>", text).split())
+    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…"
+
+
 def _collect_all(state: AuditState, items: list[pytest.Item]) -> None:
     """One collection command per host, all hosts in parallel, before any check runs."""
     hosts: dict[str, Any] = {}
@@ -186,7 +199,7 @@ def _collect_all(state: AuditState, items: list[pytest.Item]) -> None:
             )
             error = None
         except Exception as exc:  # noqa: BLE001 - any failure means the host was not assessed
-            error = f"{type(exc).__name__}: {exc}".strip()
+            error = _short_error(exc, line)
             state.failures[name] = error
         if state.on_collected is not None:
             state.on_collected(name, error)

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from kijun import lab, roletest
 
 from .conftest import ROOT, VENV_BIN, Applied, kijun_apply, playbook, run_kijun
+from .test_tags import listed, role_tasks
 
 pytestmark = pytest.mark.lab
 
@@ -24,16 +24,6 @@ CASES = [
     for role_dir in sorted((ROOT / "molecule").iterdir())
     for case in roletest.load_drift_cases(role_dir / "drift_cases.yml")
 ]
-
-
-def scenario_roles(scenario: str) -> list[str]:
-    """The roles a scenario's converge.yml applies: the site.yml tags that restore its cases."""
-    plays = yaml.safe_load((ROOT / "molecule" / scenario / "converge.yml").read_text()) or []
-    roles = [
-        r["role"] if isinstance(r, dict) else r for play in plays for r in play.get("roles", [])
-    ]
-    assert roles, f"molecule/{scenario}/converge.yml applies no role"
-    return roles
 
 
 # Where a drift case without a group is tried in the lab: a host of each zone would do; the
@@ -110,7 +100,8 @@ def drift_rounds(
     cases: list[tuple[str, roletest.DriftCase]], groups: dict[str, list[str]]
 ) -> list[list[tuple[str, roletest.DriftCase, list[str]]]]:
     """Cases grouped into rounds whose target hosts do not overlap, so that a round's cases can
-    be applied at once, audited in one run and restored in one playbook run. Each case drifts
+    be applied at once, audited in one run and restored in one playbook run (with the tags of
+    the cases' controls). Each case drifts
     one host: a plain host, or one of its group's hosts."""
     rounds: list[list[tuple[str, roletest.DriftCase, list[str]]]] = []
     used: list[set[str]] = []
@@ -161,10 +152,10 @@ def drift_outcomes(applied_lab: Applied) -> dict[str, Outcome]:
             records = audit(",".join(hosts))
             drifted = _failing_by_host(records)
         finally:
-            roles = ",".join(
-                sorted({r for scenario, _, _ in batch for r in scenario_roles(scenario)})
-            )
-            restore = playbook("--limit", ",".join(hosts), "--tags", roles)
+            # restored by the tags of the drifted controls alone (roles/README.md, "Tags"):
+            # this proves `--tags ID` restores what drifted from ID
+            controls = ",".join(sorted({c for _, case, _ in batch for c in case.controls}))
+            restore = playbook("--limit", ",".join(hosts), "--tags", controls)
             assert restore.returncode == 0, restore.stdout[-3000:]
         restored = _failing_by_host(audit(",".join(hosts)))
         for role, case, targets in batch:
@@ -273,16 +264,8 @@ def test_emergency_cutoff_and_restore_on_the_lab(applied_lab: Applied) -> None:
     assert roletest.failing(audit("gw01")) == {}
 
 
-def test_each_scenario_s_cases_are_restored_by_its_roles_tags() -> None:
-    """A scenario named otherwise than its role (zone_gateway) restores with the role's tag."""
-    site = yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text())
-    tags = {
-        t
-        for play in site
-        for task in play.get("tasks", [])
-        if "ansible.builtin.import_role" in task
-        for t in task.get("tags", [])
-    }
-    for scenario in {s for s, _ in CASES}:
-        assert set(scenario_roles(scenario)) <= tags, scenario
-    assert scenario_roles("zone_gateway") == ["zone_firewall"]
+def test_each_drift_case_is_restored_by_the_tags_of_its_controls() -> None:
+    """Every control a drift case reports selects tasks of site.yml (its restore's tags)."""
+    for role, case in CASES:
+        selected = role_tasks(listed(*sorted(case.controls)))
+        assert selected, f"{role}:{case.name}: --tags {','.join(sorted(case.controls))}"

@@ -124,3 +124,14 @@ def test_a_host_error_loses_the_collection_command_and_stays_short() -> None:
     # an encoded blob quoted differently is cut out as well
     blob = line.split()[1]
     assert "<encoded>" in _short_error(RuntimeError(f"failed: {blob!r}"), line)
+
+
+def test_a_huge_output_is_cut_and_says_so() -> None:
+    commands = {"t/huge": "yes kijun | head -c 3000000; exit 3", "t/small": "echo fine"}
+    line, marker = snapshot.remote_command(commands)
+    out = subprocess.run(["/bin/sh", "-c", line], capture_output=True, text=True, check=True)
+    parsed = snapshot.parse(out.stdout, marker, sorted(commands))
+    huge = parsed["t/huge"]
+    assert huge.rc == 3 and huge.stdout.endswith("[kijun: output cut to its first 1048576 bytes]")
+    assert len(huge.stdout) < snapshot.OUTPUT_LIMIT + 100
+    assert parsed["t/small"].stdout == "fine\n" and parsed["t/small"].rc == 0

@@ -191,11 +191,15 @@ def _collect_all(state: AuditState, items: list[pytest.Item]) -> None:
         line, marker = snap.remote_command(state.commands)
         try:
             result = hosts[name].run(line)
-            if result.rc != 0 and not result.stdout:
-                reason = (result.stderr or f"exit {result.rc}").strip().splitlines()[-1:]
+            # Files on a host may hold any bytes (Latin-1, broken UTF-8, NUL): what is not UTF-8
+            # is read as U+FFFD, so that the host is still assessed and the evidence shows it.
+            stdout = result.stdout_bytes.decode("utf-8", errors="replace")
+            stderr = result.stderr_bytes.decode("utf-8", errors="replace")
+            if result.rc != 0 and not stdout:
+                reason = (stderr or f"exit {result.rc}").strip().splitlines()[-1:]
                 raise snap.SnapshotError(reason[0] if reason else f"exit {result.rc}")
             state.snapshots[name] = snap.Snapshot(
-                name, snap.parse(result.stdout, marker, sorted(state.commands))
+                name, snap.parse(stdout, marker, sorted(state.commands))
             )
             error = None
         except Exception as exc:  # noqa: BLE001 - any failure means the host was not assessed

@@ -38,6 +38,9 @@ class Output:
     rc: int
 
 
+OUTPUT_LIMIT = 1024 * 1024  # bytes of one command's output kept (the rest is cut, and said so)
+
+
 def build_script(commands: Mapping[str, str], marker: str) -> str:
     """A POSIX sh script that runs every command concurrently and prints the outputs in order.
 
@@ -59,13 +62,21 @@ def build_script(commands: Mapping[str, str], marker: str) -> str:
     ]
     for i, key in enumerate(keys):
         # <i>a holds the begin marker; <i>b the output (the command may reopen /dev/stdout,
-        # which truncates: nothing else is in that file yet) and then the end marker.
+        # which truncates: nothing else is in that file) and <i>c the end marker.
         lines.append(f"printf '%s begin %s\\n' {marker} {shlex.quote(key)} >\"$d/{i:04d}a\"")
         lines.append(
             f'{{ ( {commands[key]} ) </dev/null >"$d/{i:04d}b" 2>/dev/null; '
-            f"printf '\\n%s end %s %s\\n' {marker} {shlex.quote(key)} $? >>\"$d/{i:04d}b\"; }} &"
+            f"printf '\\n%s end %s %s\\n' {marker} {shlex.quote(key)} $? >\"$d/{i:04d}c\"; }} &"
         )
     lines.append("wait")
+    # An output larger than OUTPUT_LIMIT (a huge file on the host) is cut, and says so: one
+    # find per host, a cut only where needed.
+    lines.append(
+        f'find "$d" -name "*b" -size +{OUTPUT_LIMIT // 1024}k | while read -r f; do '
+        f'head -c {OUTPUT_LIMIT} "$f" >"$f.cut"; '
+        f"printf '\\n[kijun: output cut to its first {OUTPUT_LIMIT} bytes]' >>\"$f.cut\"; "
+        'mv "$f.cut" "$f"; done'
+    )
     lines.append('cat "$d"/*')
     return "\n".join(lines) + "\n"
 

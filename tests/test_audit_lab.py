@@ -1,5 +1,6 @@
-"""`kijun audit` on the lab, as its users run it: a clean run, drift, an unreachable host, a
-waived failure and its expiry, a tampered bundle, the history between runs."""
+"""`kijun audit` on the lab, as its users run it: a clean run, drift, a waived failure and its
+expiry, a tampered bundle, the history between runs. (A host that stops, before or during an
+audit: tests/faults/test_lab_faults.py.)"""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from kijun import lab, oscal, podman
+from kijun import lab, oscal
 
 from .conftest import ROOT, Applied, playbook, run_kijun
 
@@ -173,23 +174,6 @@ def test_unknown_control_and_bad_limit_exit_2_with_what_to_do(applied_lab: Appli
     assert proc.returncode == 2 and "kijun controls" in proc.stderr
     proc = run_kijun("audit", "--limit", "no-such-host")
     assert proc.returncode == 2 and "zone_lgwan" in proc.stderr
-
-
-def test_stopped_host_is_not_assessed(applied_lab: Applied, tmp_path: Path) -> None:
-    podman.run(["stop", "-t", "0", "kijun-in-web01"])
-    try:
-        code, doc, _, out = audit("--out", str(tmp_path))
-        assert code == 1, out[-3000:]
-        host = next(h for h in doc["hosts"] if h["host"] == "in-web01")
-        assert not host["assessed"] and host["reason"]
-        assert set(statuses(doc, "in-web01").values()) <= {"not_assessed", "not_applicable"}
-        assert "not_assessed" in statuses(doc, "in-web01").values()
-        assert "in-web01" in out and "not assessed" in out
-        code_only, _, _, _ = audit("--limit", "in-web01", "--out", str(tmp_path))
-        assert code_only == 2  # nothing could be assessed
-    finally:
-        assert run_kijun("lab", "up").returncode == 0
-        _restore("in-web01")
 
 
 def test_editing_one_byte_of_a_bundle_file_fails_verify(

@@ -42,7 +42,10 @@ i=0
 while [ $i -lt 40 ]; do  # up to 10 s: rsyslog may have just been restarted
   found=$(find /var/log -xdev -path /var/log/journal -prune -o -type f -mmin -2 -print \
           | xargs -r grep -lF -e "$m")
-  [ -n "$found" ] && break
+  # Done once a file right under /var/log has it (the host's own syslog files). A file deeper
+  # down may be the collector's copy of its own message, which can arrive first (through its
+  # own TCP input) while the local file action is still flushing its batch: wait on.
+  printf '%s\n' "$found" | grep -q '^/var/log/[^/]*$' && break
   sleep 0.25; i=$((i + 1))
 done
 for f in $found; do echo "local $f"; done

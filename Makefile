@@ -20,7 +20,7 @@ setup:
 demo: setup
 	$(VENV)/kijun lab up
 	$(VENV)/kijun lab status
-	$(VENV)/ansible-playbook playbooks/site.yml
+	$(VENV)/kijun apply
 	$(VENV)/kijun audit
 
 # The molecule scenarios run in the background beside the other tests (tests/molecule_runs.py).

@@ -90,3 +90,20 @@ def test_setup_without_podman_says_how_to_install_it(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "podman is not installed" in proc.stderr
     assert "apt-get install podman runc" in proc.stderr
+
+
+def test_make_demo_runs_what_the_lab_tests_prove() -> None:
+    """The README's main job is `make demo`: the lab up, `kijun apply`, `kijun audit`, the
+    commands the lab tests run (tests/conftest.py `applied_lab`, tests/test_audit_lab.py)."""
+    proc = subprocess.run(
+        ["make", "-n", "--no-print-directory", "demo"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    commands = [
+        line.split("/")[-1] if line.startswith(".venv/bin/") else line
+        for line in proc.stdout.splitlines()
+    ]
+    kijun = [c for c in commands if c.startswith("kijun ")]
+    assert kijun == ["kijun lab up", "kijun lab status", "kijun apply", "kijun audit"], commands
+    assert not [c for c in commands if "ansible-playbook" in c], commands

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,36 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         ),
         cases_on_lab,
     )
+
+
+def timeline(event: str) -> None:
+    """With KIJUN_TEST_TIMELINE=FILE, a line per event with its wall-clock time, to see what
+    ran beside what (the background molecule scenarios, the lab tests)."""
+    path = os.environ.get("KIJUN_TEST_TIMELINE")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%H:%M:%S')} {event}\n")
+
+
+def pytest_runtest_logstart(nodeid: str) -> None:
+    timeline(f"start {nodeid}")
+
+
+def pytest_runtest_logfinish(nodeid: str) -> None:
+    timeline(f"end {nodeid}")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How long each background molecule scenario took (pytest's durations show only the wait
+    for it)."""
+    from . import molecule_runs
+
+    runs = molecule_runs.finished()
+    if runs:
+        terminalreporter.section("molecule scenarios (background)")
+        for run in runs:
+            state = "passed" if run.returncode == 0 else f"exit {run.returncode}"
+            terminalreporter.write_line(f"{run.seconds:7.1f}s  {run.scenario}  {state}")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from kijun import roletest
 
-from .conftest import ROOT, VENV_BIN
+from .conftest import ROOT, VENV_BIN, timeline
 
 TIMEOUT = 1200  # seconds per scenario
 
@@ -49,6 +49,7 @@ def run(scenario: str, cases_on_lab: bool = False) -> Outcome:
         env[roletest.CASES_ON_LAB] = "1"
     if _stopped.is_set():
         return Outcome(scenario, -1, "not run: the test session ended first", 0.0, cases_on_lab)
+    timeline(f"start molecule {scenario}")
     proc = subprocess.Popen(
         [str(VENV_BIN / "molecule"), "test", "-s", scenario],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
@@ -64,6 +65,7 @@ def run(scenario: str, cases_on_lab: bool = False) -> Outcome:
     finally:
         with _lock:
             _running.remove(proc)
+    timeline(f"end molecule {scenario}")
     return Outcome(scenario, proc.returncode, output, time.monotonic() - started, cases_on_lab)
 
 
@@ -84,6 +86,11 @@ def outcome(scenario: str) -> Outcome:
     """The scenario's outcome: waited for when it was started in the background."""
     future = _runs.get(scenario)
     return future.result() if future is not None else run(scenario)
+
+
+def finished() -> list[Outcome]:
+    """The scenarios that ran to their end in the background, in the order they started."""
+    return [f.result() for f in _runs.values() if f.done() and not f.cancelled()]
 
 
 def stop() -> None:

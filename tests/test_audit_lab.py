@@ -59,7 +59,8 @@ def _drift() -> None:
 
 
 def _restore(host: str = DRIFT_HOST) -> None:
-    proc = playbook("--limit", host)
+    # the drifted control's tag restores it (tests/test_baseline_lab.py proves this per case)
+    proc = playbook("--limit", host, "--tags", DRIFT_CONTROL)
     assert proc.returncode == 0, proc.stdout[-3000:]
 
 

@@ -88,6 +88,34 @@ def applied_lab() -> Applied:
     return first
 
 
+# The order the lab tests run in. The molecule scenarios take both CPUs in the background for
+# the first ~20 minutes: the lab work that mostly waits (hosts stopped and started, drift rounds
+# of audits and small restores) runs beside them; the work that keeps both CPUs busy on its own
+# (the second apply to every host, the live applies) after them. The lab cycle (tests/test_lab.py)
+# brings the lab down and up from nothing: it comes after every test of the applied lab. Then
+# the tests without the lab, in file order. Each entry: a file, or a file and a test's name.
+LAB_ORDER = [
+    ("tests/faults/test_lab_faults.py", None),  # the first apply (applied_lab), then faults
+    ("tests/test_baseline_lab.py", None),  # but the second apply: below
+    ("tests/test_audit_lab.py", None),
+    ("tests/test_apply_schedule_live.py", None),
+    ("tests/test_baseline_lab.py", "test_second_apply_changes_nothing"),
+    ("tests/test_lab.py", None),
+]
+
+
+def _lab_rank(item: pytest.Item) -> int:
+    path = item.path.relative_to(ROOT).as_posix()
+    name = getattr(item, "originalname", item.name)
+    ranks = [i for i, (p, n) in enumerate(LAB_ORDER) if p == path and n in (None, name)]
+    return max(ranks) if ranks else len(LAB_ORDER)  # the most specific entry wins
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Lab tests first, in LAB_ORDER; the rest after them in file order (a stable sort)."""
+    items.sort(key=_lab_rank)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """The selected molecule scenarios start at once, one after another in the background,
     beside the tests on the built-in lab (their own containers and networks)."""

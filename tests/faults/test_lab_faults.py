@@ -217,7 +217,8 @@ def test_an_apply_killed_in_the_middle_of_a_role_converges_on_the_next_run(
             os.killpg(killed.pid, signal.SIGKILL)
     # the killed run left no run record that looks complete
     assert not list(out.glob("apply-*.tar.gz")) and not list(out.glob("apply-*/manifest.sig"))
-    again = kijun_apply("--limit", host)
+    # the admin runs the interrupted command again
+    again = kijun_apply("--limit", host, "--area", "password")
     assert again.proc.returncode == 0, again.proc.stdout[-5000:]
     state = again.summary["hosts"][host]
     assert state["state"] == "ok" and state["lockout_guard"] is None  # the admin logs in

@@ -94,6 +94,12 @@ def test_full_audit_passes(applied_lab: Applied) -> None:
 PLAIN_HOSTS = ["lg-app01", "in-web01", "lg-mail01", "in-mail01", "lg-ap01", "gw01"]
 
 
+def lab_groups() -> dict[str, list[str]]:
+    """The lab inventory's groups and their hosts, as `kijun lab up` writes them."""
+    inv = lab.render_inventory(lab.default_spec())["all"]["children"]
+    return {g: sorted(v.get("hosts", {})) for g, v in inv.items()}
+
+
 def drift_candidates(case: roletest.DriftCase, groups: dict[str, list[str]]) -> list[str]:
     """The hosts a case may drift, best first: a plain host, or a plain host of the case's
     group (a service host of the group only when it has no plain one: drift on the collector
@@ -142,10 +148,8 @@ class Outcome:
 def drift_outcomes(applied_lab: Applied) -> dict[str, Outcome]:
     """Every drift case applied on the lab, a round at a time."""
     spec = lab.default_spec()
-    inv = lab.render_inventory(spec)["all"]["children"]
-    groups = {g: sorted(v.get("hosts", {})) for g, v in inv.items()}
     outcomes: dict[str, Outcome] = {}
-    for batch in drift_rounds(CASES, groups):
+    for batch in drift_rounds(CASES, lab_groups()):
         hosts = sorted({h for _, _, targets in batch for h in targets})
         try:
             for _, case, targets in batch:
@@ -207,8 +211,7 @@ def test_a_group_case_drifts_one_host_the_plainest_free_one() -> None:
 def test_the_lab_cases_need_no_more_rounds_than_the_busiest_only_host() -> None:
     """Every round costs an audit and a restore: the lab's cases take as many rounds as the
     host that is the only candidate of the most cases needs (the access point), no more."""
-    inv = lab.render_inventory(lab.default_spec())["all"]["children"]
-    groups = {g: sorted(v.get("hosts", {})) for g, v in inv.items()}
+    groups = lab_groups()
     only: dict[str, int] = {}
     for _, case in CASES:
         candidates = drift_candidates(case, groups)

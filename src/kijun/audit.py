@@ -275,6 +275,7 @@ def roll_up(
                     c["observed"],
                     c["message"],
                     tuple(c.get("evidence", [])),
+                    str(c.get("source") or ""),
                 )  # fmt: skip
                 for c in checks
             ]

@@ -327,23 +327,30 @@ class Audit:
         self.control = control
         self.host = host
 
-    def expect(self, ok: bool, *, expected: Any, observed: Any, message: str = "") -> None:
+    def expect(
+        self, ok: bool, *, expected: Any, observed: Any, message: str = "", source: str = ""
+    ) -> None:
+        """Record one comparison; ``source``: where the effective value was set (``path:line``,
+        the file that won among the drop-ins and includes the service reads)."""
         entry = {"expected": expected, "observed": observed, "ok": bool(ok), "message": message}
+        if source:
+            entry["source"] = source
         self.item.user_properties.append(("kijun", entry))
         if not ok:
             text = f"{self.control.id} on {self.host}: expected {expected!r}, observed {observed!r}"
             pytest.fail(f"{text}. {message}".rstrip(". "), pytrace=False)
 
-    def equal(self, observed: Any, expected: Any, message: str = "") -> None:
-        self.expect(observed == expected, expected=expected, observed=observed, message=message)
+    def equal(self, observed: Any, expected: Any, message: str = "", source: str = "") -> None:
+        self.expect(observed == expected, expected=expected, observed=observed, message=message,
+                    source=source)  # fmt: skip
 
-    def at_least(self, observed: Any, minimum: Any, message: str = "") -> None:
+    def at_least(self, observed: Any, minimum: Any, message: str = "", source: str = "") -> None:
         self.expect(_compares(observed, minimum, 1), expected=f">= {minimum}", observed=observed,
-                    message=message)  # fmt: skip
+                    message=message, source=source)  # fmt: skip
 
-    def at_most(self, observed: Any, maximum: Any, message: str = "") -> None:
+    def at_most(self, observed: Any, maximum: Any, message: str = "", source: str = "") -> None:
         self.expect(_compares(observed, maximum, -1), expected=f"<= {maximum}", observed=observed,
-                    message=message)  # fmt: skip
+                    message=message, source=source)  # fmt: skip
 
 
 def _compares(observed: Any, bound: Any, sign: int) -> bool:
@@ -401,6 +408,7 @@ def _record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[
         "expected": failing["expected"] if failing else None,
         "observed": failing["observed"] if failing else None,
         "message": message,
+        "source": (failing or {}).get("source", ""),
         "evidence": list(read),
         "time": time.time(),
     }

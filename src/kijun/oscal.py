@@ -590,6 +590,8 @@ def _check_line(check: CheckResult) -> str:
         line += (
             f" — expected {_code(_json(check.expected))}, observed {_code(_json(check.observed))}"
         )
+    if check.source:
+        line += f" — 設定箇所 / set in {_code(check.source)}"
     if check.message:
         line += f" ({' '.join(check.message.split())})"
     return line

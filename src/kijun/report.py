@@ -591,6 +591,8 @@ def _details(result: ControlResult) -> str:
                 f" (expected {format_value(check.expected)},"
                 f" observed {format_value(check.observed)})"
             )
+        if check.source:
+            line += f" [set in {check.source}]"
         if check.message:
             line += f" — {check.message}"
         lines.append(line)

@@ -45,6 +45,7 @@ class CheckResult:
     observed: Any = None
     message: str = ""
     evidence: tuple[str, ...] = ()  # snapshot keys the check read
+    source: str = ""  # where the effective value was set ("path:line"), when the check knows
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,7 @@ def test_events_become_a_recap_per_host_and_area_and_changes_per_control() -> No
     assert lg[apply.RUN_LEVEL] == apply.Counts(ok=1)
     assert lg["time"] == apply.Counts(ok=1, changed=1)
     mn = t.recap["mn-app01"]
-    assert mn["logging"] == apply.Counts(ok=1, failed=1, skipped=1)  # ignored errors count as ok
+    assert mn["logging"] == apply.Counts(failed=1, skipped=1, ignored=1)
     assert mn[apply.RUN_LEVEL] == apply.Counts(ok=1)  # the role's argument check runs always
     assert t.recap["in-web01"][apply.RUN_LEVEL] == apply.Counts(unreachable=1)
     assert t.by_control() == {
@@ -178,3 +178,67 @@ def test_events_are_kept_as_json_lines_with_secrets_redacted(tmp_path: Path) -> 
     assert [e["event"] for e in lines] == ["playbook_on_start", "runner_on_ok"]
     assert b"Tokyo-2026-secret" not in data and b"hunter2-secret" not in data
     assert sum(fired.values()) >= 2
+
+
+RELAY_CHECK = "Check the relay greets on its SMTP port (ML-01)"
+
+
+def test_a_rescued_failure_follows_ansibles_stats_the_host_converged() -> None:
+    """A task that failed inside a block whose rescue recovered is counted by Ansible as rescued,
+    not as a failure: the host converged, the run exits 0, and the recap shows it as rescued."""
+    t = apply.Tracker({"mail_relay": "mail"})
+    feed = [
+        event("runner_on_failed", "lg-mail01", "mail_relay", RELAY_CHECK,
+              res={"msg": "Timeout when waiting for 127.0.0.1:25"}),
+        event("runner_on_ok", "lg-mail01", "mail_relay", "Restart Postfix (ML-01)",
+              res={"changed": True}),
+        event("runner_on_ok", "lg-mail01", "mail_relay", RELAY_CHECK, res={"changed": False}),
+        event("runner_on_ok", "in-mail01", "mail_relay", RELAY_CHECK, res={"changed": False}),
+        {"event": "playbook_on_stats", "event_data": {
+            "ok": {"lg-mail01": 2, "in-mail01": 1}, "changed": {"lg-mail01": 1},
+            "rescued": {"lg-mail01": 1}}},
+    ]  # fmt: skip
+    for e in feed:
+        t.feed(e)
+    assert t.failures == []
+    assert [(f.host, f.task) for f in t.rescued] == [("lg-mail01", f"mail_relay : {RELAY_CHECK}")]
+    assert t.recap["lg-mail01"]["mail"] == apply.Counts(ok=2, changed=1, rescued=1)
+    assert t.host_state("lg-mail01") == "ok (rescued)"
+    assert t.host_state("in-mail01") == "ok"
+    assert apply._exit_code(0, t) == apply.EXIT_OK
+
+
+def test_a_failure_after_a_rescued_one_is_still_a_failure() -> None:
+    t = apply.Tracker({"mail_relay": "mail"})
+    for e in [
+        event("runner_on_failed", "lg-mail01", "mail_relay", RELAY_CHECK, res={"msg": "first"}),
+        event("runner_on_failed", "lg-mail01", "mail_relay", RELAY_CHECK, res={"msg": "again"}),
+        {"event": "playbook_on_stats", "event_data": {
+            "failures": {"lg-mail01": 1}, "rescued": {"lg-mail01": 1}}},
+    ]:  # fmt: skip
+        t.feed(e)
+    assert [f.message for f in t.failures] == ["again"]
+    assert [f.message for f in t.rescued] == ["first"]
+    assert t.recap["lg-mail01"]["mail"] == apply.Counts(failed=1, rescued=1)
+    assert t.host_state("lg-mail01") == "failed"
+    assert apply._exit_code(2, t) == apply.EXIT_FAILED
+
+
+def test_competing_settings_a_role_neutralised_are_kept_per_host_and_control() -> None:
+    t = apply.Tracker({"log_retention": "logging"})
+    task = "Ensure no other journald drop-in overrides the retention settings (LG-01)"
+    n = {
+        "path": "/etc/systemd/journald.conf.d/99-local.conf",
+        "line": 2,
+        "key": "Storage",
+        "text": "Storage=volatile",
+        "backup": "/var/backups/kijun/20261207T000000/etc/systemd/journald.conf.d/99-local.conf",
+    }
+    t.feed(event("runner_on_ok", "lg-app01", "log_retention", task,
+                 res={"changed": True, "neutralised": [n]}))  # fmt: skip
+    assert t.neutralised == [
+        apply.Neutralised("lg-app01", "log_retention", task, ["LG-01"], n["path"], 2,
+                          "Storage=volatile", n["backup"])
+    ]  # fmt: skip
+    outcome = apply.Outcome("apply-x", False, [], 0, "successful", t, None, None, 0)
+    assert outcome.summary()["neutralised"][0]["path"] == n["path"]

@@ -66,6 +66,8 @@ class Counts:
     failed: int = 0
     unreachable: int = 0
     skipped: int = 0
+    rescued: int = 0  # failed, then recovered by the block's rescue (Ansible's "rescued")
+    ignored: int = 0  # failed with ignore_errors (Ansible's "ignored")
 
 
 @dataclass
@@ -85,6 +87,22 @@ class Failure:
     task: str
     message: str
     unreachable: bool = False
+    area: str = RUN_LEVEL
+
+
+@dataclass
+class Neutralised:
+    """A competing setting a role neutralised (or in check mode would): another file's line
+    that assigned a key the role owns (roles/kijun_common, module kijun_effective)."""
+
+    host: str
+    role: str
+    task: str
+    controls: list[str]
+    path: str
+    line: int
+    text: str
+    backup: str
 
 
 # --- what site.yml applies ----------------------------------------------------------------------
@@ -154,7 +172,9 @@ class Tracker:
     recap: dict[str, dict[str, Counts]] = field(default_factory=dict)  # host -> area -> counts
     current: dict[str, str] = field(default_factory=dict)  # host -> "role : task" running now
     changes: list[Change] = field(default_factory=list)
-    failures: list[Failure] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)  # as Ansible's stats count them
+    rescued: list[Failure] = field(default_factory=list)  # failed tasks a rescue recovered
+    neutralised: list[Neutralised] = field(default_factory=list)
     lockout: dict[str, str] = field(default_factory=dict)  # host -> the guard's message
     stats: dict[str, dict[str, int]] = field(default_factory=dict)  # ansible's own recap
     events: int = 0
@@ -177,6 +197,7 @@ class Tracker:
             for key in ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored"):
                 for host, n in (data.get(key) or {}).items():
                     self.stats.setdefault(host, {})[key] = int(n)
+            self._follow_stats()
             return None
         host = str(data.get("host", ""))
         if not host or not kind.startswith("runner_on_"):
@@ -199,6 +220,12 @@ class Tracker:
             if res.get("changed"):
                 counts.changed += 1
                 self.changes.append(Change(host, role, task, controls, res.get("diff")))
+            for n in res.get("neutralised") or []:
+                if isinstance(n, Mapping):
+                    self.neutralised.append(Neutralised(
+                        host, role, task, controls, str(n.get("path", "")),
+                        int(n.get("line") or 0), str(n.get("text", "")), str(n.get("backup", "")),
+                    ))  # fmt: skip
         elif kind == "runner_on_skipped":
             counts.skipped += 1
         elif kind == "runner_on_unreachable":
@@ -206,15 +233,34 @@ class Tracker:
             self.failures.append(Failure(host, label, _message(res), unreachable=True))
         elif kind == "runner_on_failed":
             if data.get("ignore_errors"):
-                counts.ok += 1
+                counts.ignored += 1
             else:
                 counts.failed += 1
-                self.failures.append(Failure(host, label, _message(res)))
+                area = RUN_LEVEL if validation else self.area_of(role)
+                self.failures.append(Failure(host, label, _message(res), area=area))
                 if task == GUARD_STOP_TASK:
                     self.lockout[host] = _message(res)
         else:
             return None
         return host
+
+    def _follow_stats(self) -> None:
+        """Ansible's own per-host statistics decide what failed: a failed task whose block's
+        rescue ran is counted by Ansible as rescued, not as a failure, and the host goes on.
+        A host stops at its first unrescued failure, so of a host's failed tasks the last
+        ``failures`` (Ansible's count) are its failures and the ones before them were rescued."""
+        for host, stats in self.stats.items():
+            failed = [f for f in self.failures if f.host == host and not f.unreachable]
+            keep = stats.get("failures", 0)
+            rescued = failed[: max(len(failed) - keep, 0)]
+            for f in rescued:
+                self.failures.remove(f)
+                self.rescued.append(f)
+                counts = self._counts(host, f.area)
+                counts.failed -= 1
+                counts.rescued += 1
+                if f.task.endswith(GUARD_STOP_TASK):
+                    self.lockout.pop(host, None)
 
     def hosts(self) -> list[str]:
         return sorted(set(self.recap) | set(self.stats) | set(self.current))
@@ -227,6 +273,8 @@ class Tracker:
             return "unreachable"
         if stats.get("failures") or any(f.host == host for f in self.failures):
             return "failed"
+        if stats.get("rescued") or any(f.host == host for f in self.rescued):
+            return "ok (rescued)"
         return "ok"
 
     def by_control(self) -> dict[str, list[Change]]:
@@ -290,6 +338,8 @@ class Outcome:
                 for control, changes in t.by_control().items()
             },
             "failures": [asdict(f) for f in t.failures],
+            "rescued": [asdict(f) for f in t.rescued],
+            "neutralised": [asdict(n) for n in t.neutralised],
         }
 
 

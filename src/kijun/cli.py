@@ -398,22 +398,23 @@ def _print_apply(outcome: Any, cat: Any) -> None:
     mode = "check mode: nothing was changed" if outcome.check else "applied"
     console.print(f"kijun apply {outcome.run_id}: {mode}", soft_wrap=True, highlight=False)
     table = Table(title="recap per host and area", title_justify="left")
-    for col in ("host", "area", "ok", "changed", "failed", "unreachable", "host state"):
+    for col in ("host", "area", "ok", "changed", "failed", "rescued", "unreachable", "host state"):
         table.add_column(col)
     for host in tracker.hosts():
         state = tracker.host_state(host)
-        style = "green" if state == "ok" else "bold red"
+        style = "green" if state == "ok" else "yellow" if state.startswith("ok") else "bold red"
         areas = sorted(tracker.recap.get(host, {}).items(), key=lambda kv: kv[0] == RUN_LEVEL)
         for i, (area, c) in enumerate(areas):
             table.add_row(
                 host if i == 0 else "", area, str(c.ok),
                 Text(str(c.changed), style="yellow" if c.changed else ""),
                 Text(str(c.failed), style="red" if c.failed else ""),
+                Text(str(c.rescued), style="yellow" if c.rescued else ""),
                 Text(str(c.unreachable), style="red" if c.unreachable else ""),
                 Text(state, style=style) if i == 0 else "",
             )  # fmt: skip
         if not areas:
-            table.add_row(host, "", "0", "0", "0", "0", Text(state, style=style))
+            table.add_row(host, "", "0", "0", "0", "0", "0", Text(state, style=style))
     console.print(table)
     changes = tracker.by_control()
     verb = "would change" if outcome.check else "changed"
@@ -439,6 +440,24 @@ def _print_apply(outcome: Any, cat: Any) -> None:
         console.print(detail)
     else:
         console.print(f"nothing {verb}", highlight=False)
+    if tracker.neutralised:
+        # another file's line that assigned a setting a role owns: the role commented it out
+        # (a copy of the file first), so that the role's value is the one in force
+        done = "would neutralise (check mode)" if outcome.check else "neutralised"
+        table = Table(title=f"competing settings {done}", title_justify="left")
+        for col in ("host", "control", "file:line", "was", "backup"):
+            table.add_column(col, overflow="fold")
+        for n in tracker.neutralised:
+            table.add_row(
+                n.host, " ".join(n.controls), f"{n.path}:{n.line}", Text(n.text),
+                "" if outcome.check else n.backup,
+            )  # fmt: skip
+        console.print(table)
+    for f in tracker.rescued:
+        console.print(
+            Text(f"{f.host}: rescued (the role recovered, the host converged): {f.task}: "
+                 f"{f.message}", style="yellow")
+        )  # fmt: skip
     for host, message in sorted(tracker.lockout.items()):
         console.print(Text(f"{host}: stopped by the lockout guard: {message}", style="bold red"))
     for f in tracker.failures:

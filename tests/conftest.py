@@ -35,6 +35,7 @@ def run_kijun(
         text=True,
         timeout=timeout,
         check=False,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -52,6 +53,7 @@ def playbook(*args: str, timeout: float = 1500) -> subprocess.CompletedProcess[s
         text=True,
         timeout=timeout,
         check=False,
+        stdin=subprocess.DEVNULL,
     )
 
 

@@ -53,6 +53,7 @@ def run(scenario: str, cases_on_lab: bool = False) -> Outcome:
     proc = subprocess.Popen(
         [str(VENV_BIN / "molecule"), "test", "-s", scenario],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdin=subprocess.DEVNULL,
     )  # fmt: skip
     with _lock:
         _running.append(proc)

@@ -330,6 +330,7 @@ def schedule_playbook(env: dict[str, Path]) -> subprocess.CompletedProcess[str]:
         [str(VENV_BIN / "ansible-playbook"), "-i", str(env["audit_nodes"]),
          "playbooks/schedule_audit.yml", "-e", f"@{extra}"],
         cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
+        stdin=subprocess.DEVNULL,
     )  # fmt: skip
 
 
@@ -412,14 +413,16 @@ def test_the_awx_job_playbook_returns_the_summary_as_job_statistics(env: dict[st
     pdd = env["tmp"] / "runner"
     (pdd / "env").mkdir(parents=True)
     inventory = pdd / "inventory"
-    subprocess.run(["cp", "-r", str(env["inventory"]), str(inventory)], check=True)
+    subprocess.run(
+        ["cp", "-r", str(env["inventory"]), str(inventory)], check=True, stdin=subprocess.DEVNULL
+    )
     out = env["tmp"] / "awx-evidence"
     (pdd / "env" / "extravars").write_text(yaml.safe_dump({"kijun_audit_out": str(out)}))
     proc = subprocess.run(
         [str(VENV_BIN / "ansible-runner"), "run", str(pdd), "--project-dir", str(ROOT),
          "-p", "playbooks/audit.yml", "-i", "job1"],
         capture_output=True, text=True, timeout=900, check=False,
-        env={**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"},
+        env={**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
     events = [
@@ -442,13 +445,15 @@ def test_a_role_runs_by_its_fully_qualified_name_from_the_installed_collection(
     tmp = env["tmp"] / "collection"
     tmp.mkdir()
     subprocess.run([str(VENV_BIN / "ansible-galaxy"), "collection", "build", "--output-path",
-                    str(tmp)], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+                    str(tmp)], cwd=ROOT, check=True, capture_output=True,
+                    stdin=subprocess.DEVNULL)  # fmt: skip
     (tarball,) = tmp.glob("kijun-baseline-*.tar.gz")
     collections = tmp / "collections"
     # --force: a collection of the same version elsewhere on Ansible's paths (molecule installs
     # the project's own) would make the install a no-op
     subprocess.run([str(VENV_BIN / "ansible-galaxy"), "collection", "install", "--force", "-p",
-                    str(collections), str(tarball)], check=True, capture_output=True)  # fmt: skip
+                    str(collections), str(tarball)], check=True, capture_output=True,
+                    stdin=subprocess.DEVNULL)  # fmt: skip
     (tmp / "play.yml").write_text(
         "- hosts: all\n  gather_facts: false\n  roles:\n    - role: kijun.baseline.time_sync\n"
     )
@@ -463,6 +468,7 @@ def test_a_role_runs_by_its_fully_qualified_name_from_the_installed_collection(
     played = subprocess.run(
         [str(VENV_BIN / "ansible-playbook"), "-i", str(env["inventory"]), "play.yml"],
         cwd=tmp, env=run_env, capture_output=True, text=True, timeout=600, check=False,
+        stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert played.returncode == 0, played.stdout[-4000:] + played.stderr[-2000:]
     assert "kijun.baseline.time_sync : Ensure the time zone is the organisation's (TS-04)" in (

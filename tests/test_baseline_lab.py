@@ -40,6 +40,7 @@ def audit(hosts: str = "all") -> list[dict[str, Any]]:
              "--ansible-inventory=inventories/lab",
              f"--kijun-results={out}", "audits"],
             cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+            stdin=subprocess.DEVNULL,
         )  # fmt: skip
         assert out.is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
         records: list[dict[str, Any]] = json.loads(out.read_text())["checks"]
@@ -264,6 +265,7 @@ def _run_playbook(name: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(VENV_BIN / "ansible-playbook"), f"playbooks/{name}"],
         cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
+        stdin=subprocess.DEVNULL,
     )  # fmt: skip
 
 

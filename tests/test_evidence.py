@@ -570,6 +570,7 @@ def git(repo: Path, *args: str) -> None:
         cwd=repo,
         check=True,
         capture_output=True,
+        stdin=subprocess.DEVNULL,
     )
 
 

@@ -63,13 +63,14 @@ def test_ansible_manages_every_host_through_the_written_inventory(running_lab: N
     proc = subprocess.run(
         [str(VENV_BIN / "ansible"), "all", "-m", "ansible.builtin.command", "-a", "id -u"],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     as_root = set(re.findall(r"^(\S+) \| CHANGED \| rc=0 >>\n0$", proc.stdout, re.M))
     assert as_root == {h.name for h in lab.default_spec().hosts}, proc.stdout
     groups = subprocess.run(
         [str(VENV_BIN / "ansible-inventory"), "--list"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     inv = json.loads(groups.stdout)
     assert inv["zone_mynumber"]["hosts"] == ["mn-app01"]

@@ -33,6 +33,7 @@ def run(*command: str, timeout: float = 600) -> subprocess.CompletedProcess[str]
         text=True,
         timeout=timeout,
         check=False,
+        stdin=subprocess.DEVNULL,
     )
 
 

@@ -22,7 +22,7 @@ from .conftest import ROOT, VENV_BIN
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         [str(VENV_BIN / args[0]), *args[1:]],
-        cwd=cwd, capture_output=True, text=True, timeout=300, check=False,
+        cwd=cwd, capture_output=True, text=True, timeout=300, check=False, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.returncode == 0, f"{' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
     return proc
@@ -115,6 +115,7 @@ def test_the_built_collection_installs_into_an_empty_path_and_resolves_roles_by_
     proc = subprocess.run(
         [str(VENV_BIN / "ansible-playbook"), "-i", "hosts", "play.yml", "--list-tasks"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
+        stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "kijun.baseline.time_sync : Ensure the time zone is the organisation's (TS-04)" in (

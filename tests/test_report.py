@@ -356,7 +356,14 @@ def chromium(tmp_path: Path, page: Path, *extra: str) -> subprocess.CompletedPro
     env = {**os.environ, "HOME": str(tmp_path), "LANG": "ja_JP.UTF-8"}
     try:
         proc = subprocess.run(
-            argv, capture_output=True, text=True, timeout=120, check=False, env=env, cwd=tmp_path
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=env,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"chromium did not finish in 120 s: {exc.stderr!r}")

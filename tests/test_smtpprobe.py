@@ -102,7 +102,9 @@ def test_a_relay_that_accepts_the_announced_size_never_gets_the_content(
 
 def test_the_remote_command_runs_the_same_probe_with_python3(relay: tuple[str, int]) -> None:
     command = smtpprobe.remote_command("inside", *relay, helo="in.example", domain=OWN)
-    proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        ["sh", "-c", command], capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL
+    )
     result = json.loads(proc.stdout)
     assert (result["mode"], result["relay"], result["error"]) == ("inside", 554, None)
 

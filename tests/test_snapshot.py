@@ -12,7 +12,9 @@ from kijun import snapshot
 
 def _run(commands: dict[str, str]) -> dict[str, snapshot.Output]:
     line, marker = snapshot.remote_command(commands)
-    proc = subprocess.run(["sh", "-c", line], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        ["sh", "-c", line], capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL
+    )
     return snapshot.parse(proc.stdout, marker, sorted(commands))
 
 
@@ -129,7 +131,13 @@ def test_a_host_error_loses_the_collection_command_and_stays_short() -> None:
 def test_a_huge_output_is_cut_and_says_so() -> None:
     commands = {"t/huge": "yes kijun | head -c 3000000; exit 3", "t/small": "echo fine"}
     line, marker = snapshot.remote_command(commands)
-    out = subprocess.run(["/bin/sh", "-c", line], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["/bin/sh", "-c", line],
+        capture_output=True,
+        text=True,
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
     parsed = snapshot.parse(out.stdout, marker, sorted(commands))
     huge = parsed["t/huge"]
     assert huge.rc == 3 and huge.stdout.endswith("[kijun: output cut to its first 1048576 bytes]")

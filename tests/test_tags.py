@@ -62,6 +62,7 @@ def list_tasks_cli(*tags: str) -> tuple[Listed, ...]:
         [str(VENV_BIN / "ansible-playbook"), "-i", str(_inventory()), "playbooks/site.yml",
          "--list-tasks", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     out = []

@@ -355,6 +355,7 @@ def _run(argv: list[str], cwd: Path | None = None) -> tuple[int, str, str]:
             timeout=10,
             check=False,
             env={**os.environ, "LC_ALL": "C"},
+            stdin=subprocess.DEVNULL,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return 126, "", str(exc)

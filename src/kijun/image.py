@@ -64,7 +64,9 @@ def exists(name: str | None = None) -> bool:
 
 
 def _step(cmd: list[str], what: str, **kwargs: object) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, check=False, **kwargs, stdin=subprocess.DEVNULL
+    )  # type: ignore[call-overload]
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
         raise ImageBuildError(f"{what} failed (exit {proc.returncode}):\n{tail}")
@@ -118,7 +120,9 @@ def build(progress: Progress = print) -> str:
         )
         script.unlink()
         progress("lab image: importing into podman")
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        tar = subprocess.Popen(
+            ["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
+        )
         imp = subprocess.run(
             [
                 "podman",

@@ -181,6 +181,7 @@ def _make_credentials() -> None:
                 str(key_path()),
             ],
             check=True,
+            stdin=subprocess.DEVNULL,
         )
     if not password_path().is_file():
         password_path().write_text(secrets.token_urlsafe(18) + "\n")
@@ -329,7 +330,11 @@ def ssh_command(host: Host, *remote: str) -> list[str]:
 def ssh_answers(host: Host, timeout: float = 15) -> bool:
     try:
         proc = subprocess.run(
-            ssh_command(host, "true"), capture_output=True, timeout=timeout, check=False
+            ssh_command(host, "true"),
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
         return False
@@ -594,7 +599,12 @@ def down(progress: Progress = print) -> list[str]:
 def exec_on(host: Host, command: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """Run a shell command on a lab host over SSH (for tests and `lab status --check`)."""
     return subprocess.run(
-        ssh_command(host, command), capture_output=True, text=True, timeout=timeout, check=False
+        ssh_command(host, command),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
     )
 
 

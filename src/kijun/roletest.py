@@ -128,6 +128,7 @@ def _run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
         cwd=paths.repo_root(),
         check=False,
         **kwargs,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -143,6 +144,7 @@ def playbook(scenario: Scenario, name: str, *extra: str) -> dict[str, Any]:
         ],
         capture_output=True, text=True, check=False, cwd=paths.repo_root(),
         env={**_env(), **env_cb, "ANSIBLE_ROLES_PATH": str(paths.repo_root() / "roles")},
+        stdin=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         result: dict[str, Any] = json.loads(proc.stdout)

@@ -291,7 +291,7 @@ def close_connections(inventory: Path) -> list[str]:
         for name in names:
             proc = subprocess.run(
                 ["ssh", "-F", str(config), "-O", "exit", name],
-                capture_output=True, timeout=30, check=False,
+                capture_output=True, timeout=30, check=False, stdin=subprocess.DEVNULL,
             )  # fmt: skip
             if proc.returncode == 0:
                 closed.append(name)

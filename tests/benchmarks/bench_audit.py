@@ -35,7 +35,15 @@ def timed(cmd: list[str], runs: int, ok: tuple[int, ...] = (0, 1)) -> list[float
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            cmd,
+            cwd=ROOT,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
         times.append(time.perf_counter() - started)
         if proc.returncode not in ok:
             tail = proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -58,7 +66,9 @@ def main() -> None:
     kijun = [str(BIN / "kijun"), "audit", "--out", str(out)]
     rows: list[tuple[str, float]] = []
 
-    subprocess.run([str(BIN / "kijun"), "lab", "up"], cwd=ROOT, env=ENV, check=True)
+    subprocess.run(
+        [str(BIN / "kijun"), "lab", "up"], cwd=ROOT, env=ENV, check=True, stdin=subprocess.DEVNULL
+    )
     timed([*kijun, "--limit", args.host], 1)  # warm: connections, caches
     one = statistics.median(timed([*kijun, "--limit", args.host], args.runs))
     rows.append((f"kijun audit --limit {args.host}", one))
@@ -69,7 +79,8 @@ def main() -> None:
     timed(kijun, 1)
     every = statistics.median(timed(kijun, args.runs))
     status = subprocess.run([str(BIN / "kijun"), "lab", "status", "--json"], cwd=ROOT, env=ENV,
-                            capture_output=True, text=True, check=False)  # fmt: skip
+                            capture_output=True, text=True, check=False,
+                            stdin=subprocess.DEVNULL)  # fmt: skip
     hosts = status.stdout.count('"host"')
     rows.append((f"kijun audit (all {hosts} lab hosts)", every))
     scaled = None
@@ -79,18 +90,24 @@ def main() -> None:
         extra = args.scale - hosts
         try:
             subprocess.run([str(BIN / "kijun"), "lab", "up", "--extra-hosts", str(extra)],
-                           cwd=ROOT, env=ENV, check=True)  # fmt: skip
+                           cwd=ROOT, env=ENV, check=True, stdin=subprocess.DEVNULL)  # fmt: skip
             # The baseline on the new hosts only (the others have it already).
             subprocess.run([str(BIN / "ansible-playbook"), "playbooks/site.yml", "--limit",
                             "lg-bench*"], cwd=ROOT, env=ENV, check=True,
-                           capture_output=True)  # fmt: skip
+                           capture_output=True, stdin=subprocess.DEVNULL)  # fmt: skip
             timed(kijun, 1)
             scaled = statistics.median(timed(kijun, max(1, args.runs // 2)))
             rows.append((f"kijun audit ({args.scale} lab hosts)", scaled))
         except subprocess.CalledProcessError as exc:
             print(f"the scaling run failed: {exc}", file=sys.stderr)
         finally:  # back to the built-in lab
-            subprocess.run([str(BIN / "kijun"), "lab", "up"], cwd=ROOT, env=ENV, check=True)
+            subprocess.run(
+                [str(BIN / "kijun"), "lab", "up"],
+                cwd=ROOT,
+                env=ENV,
+                check=True,
+                stdin=subprocess.DEVNULL,
+            )
 
     print("| command | median wall (s) |\n| --- | --- |")
     for name, value in rows:

@@ -94,6 +94,7 @@ def test_a_host_that_stops_during_the_audit_is_not_assessed_and_the_rest_complet
     proc = subprocess.Popen(
         [str(VENV_BIN / "kijun"), "audit", "--out", str(out)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdin=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         wait_for(
@@ -203,6 +204,7 @@ def test_an_apply_killed_in_the_middle_of_a_role_converges_on_the_next_run(
         [str(VENV_BIN / "kijun"), "apply", "--limit", host, "--area", "password", "--out",
          str(out)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdin=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         wait_for(
@@ -282,7 +284,7 @@ def test_hostile_files_on_a_host_are_read_safely_and_reported(
     assert pexec(hostile_host, PWNED, check=False).stdout == ""
     here = subprocess.run(
         ["find", str(ROOT), "/tmp", str(Path.home()), "-name", "KIJUNPWNED*"],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert here.stdout == ""
     # the huge file did not make the bundle huge, nor the audit slow

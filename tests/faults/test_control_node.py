@@ -127,15 +127,20 @@ class Node:
             [str(KIJUN), *map(str, args)], cwd=ROOT, env=self.env(), capture_output=True,
             text=True, timeout=180, check=False,
             preexec_fn=None if umask is None else (lambda: os.umask(umask)),
+            stdin=subprocess.DEVNULL,
         )  # fmt: skip
 
     def start(self, *args: str | Path) -> Started:
         logs = self.logs / f"{len(self.started)}"
         logs.mkdir(parents=True)
         with (logs / "stdout").open("wb") as out, (logs / "stderr").open("wb") as err:
+            # The child gets the default disposition of the signals the tests send it, whatever
+            # this session inherited (started as a background job of a non-interactive shell,
+            # it has SIGINT ignored, and an exec'd child would keep ignoring it).
             proc = subprocess.Popen(
-                [str(KIJUN), *map(str, args)], cwd=ROOT, env=self.env(), stdout=out,
-                stderr=err, start_new_session=True,
+                ["env", "--default-signal=INT,TERM", str(KIJUN), *map(str, args)], cwd=ROOT,
+                env=self.env(), stdout=out, stderr=err, start_new_session=True,
+                stdin=subprocess.DEVNULL,
             )  # fmt: skip
         self.started.append(Started(proc, logs))
         return self.started[-1]
@@ -284,6 +289,31 @@ def stop_while_writing(node: Node, inventory: Path, out: Path, signum: int) -> t
     return run, partials()[0].name.removeprefix(".").removesuffix(".partial") if partials() else ""
 
 
+def _ignored_signals(pid: int) -> int:
+    """The mask of signals a process ignores (SigIgn in /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"no SigIgn in /proc/{pid}/status")
+
+
+def test_a_run_started_while_the_session_ignores_sigint_still_gets_the_default(
+    node: Node, inventories: Inventories, tmp_path: Path
+) -> None:
+    """A test session started as a background job of a non-interactive shell (as a scheduler or
+    a CI wrapper may start it) inherits SIGINT ignored; the run a test interrupts must not."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        run = node.start(*node.audit_args(inventories.slow, tmp_path / "out"))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    wait_for(lambda: "ssh" in descendants(run.pid), "its ssh to the host", run, interval=0.05)
+    mask = _ignored_signals(run.pid)
+    assert not mask & (1 << (signal.SIGINT - 1)), f"SigIgn {mask:#x}"
+    os.kill(run.pid, signal.SIGINT)
+    assert run.wait() == 128 + signal.SIGINT, text(run)[-3000:]
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("phase", ["collecting", "writing"])
 def test_an_interrupted_audit_leaves_no_bundle_and_records_nothing(
@@ -411,15 +441,18 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
     mount.mkdir()
     proc = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
     try:
         yield mount
     finally:
-        if subprocess.run(["umount", str(mount)], check=False).returncode != 0:
-            subprocess.run(["umount", "--lazy", str(mount)], check=True)
+        if (
+            subprocess.run(["umount", str(mount)], check=False, stdin=subprocess.DEVNULL).returncode
+            != 0
+        ):
+            subprocess.run(["umount", "--lazy", str(mount)], check=True, stdin=subprocess.DEVNULL)
 
 
 def fill(mount: Path) -> Path:

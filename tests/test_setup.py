@@ -7,6 +7,7 @@ import pwd
 import resource
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +24,12 @@ def test_second_run_of_setup_installs_nothing_and_takes_seconds() -> None:
     # `make test` has already run the set-up once: this is the second run.
     started = time.monotonic()
     proc = subprocess.run(
-        ["bash", str(BOOTSTRAP)], capture_output=True, text=True, timeout=600, check=False
+        ["bash", str(BOOTSTRAP)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        stdin=subprocess.DEVNULL,
     )
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr
@@ -57,9 +63,20 @@ def test_lab_image_is_named_after_its_recipe(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_without_root_setup_names_what_is_missing_and_how_to_fix_it(tmp_path: Path) -> None:
     nobody = pwd.getpwnam("nobody")
+    # The checkout may sit where only its owner can enter (a clone under `mktemp -d`): the
+    # unprivileged user runs a copy of the set-up script from a directory it can read, in the
+    # checkout's layout (the script finds the checkout three levels up).
+    readable = Path(tempfile.mkdtemp(prefix="kijun-setup-"))
+    readable.chmod(0o755)
+    script = readable / "src" / "kijun" / "data" / "bootstrap.sh"
+    script.parent.mkdir(parents=True)
+    shutil.copy(BOOTSTRAP, script)
+    for d in (readable / "src", readable / "src" / "kijun", script.parent):
+        d.chmod(0o755)
+    script.chmod(0o755)
     env = {
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME": str(tmp_path),
+        "HOME": str(readable),
         "KIJUN_EXTRA_APT_PACKAGES": "kijun-no-such-package",
     }
     # As root, drop to an unprivileged user; otherwise this user already is one.
@@ -69,12 +86,13 @@ def test_without_root_setup_names_what_is_missing_and_how_to_fix_it(tmp_path: Pa
         else []
     )
     proc = subprocess.run(
-        [*as_user, "bash", str(BOOTSTRAP)],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
+        [*as_user, "bash", str(script)], cwd=readable,
+        capture_output=True, text=True, env=env, timeout=60, check=False, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.returncode == 1
     assert "missing Debian packages: kijun-no-such-package" in proc.stderr
     assert "sudo apt-get install -y kijun-no-such-package" in proc.stderr
+    shutil.rmtree(readable)
 
 
 def test_setup_without_podman_says_how_to_install_it(tmp_path: Path) -> None:
@@ -85,7 +103,7 @@ def test_setup_without_podman_says_how_to_install_it(tmp_path: Path) -> None:
     proc = subprocess.run(
         [str(VENV_BIN / "kijun"), "setup"],
         capture_output=True, text=True, timeout=60, check=False,
-        env={**os.environ, "PATH": str(bindir)},
+        env={**os.environ, "PATH": str(bindir)}, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.returncode == 2
     assert "podman is not installed" in proc.stderr
@@ -97,7 +115,7 @@ def test_make_demo_runs_what_the_lab_tests_prove() -> None:
     commands the lab tests run (tests/conftest.py `applied_lab`, tests/test_audit_lab.py)."""
     proc = subprocess.run(
         ["make", "-n", "--no-print-directory", "demo"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     commands = [

@@ -82,8 +82,13 @@ def kijun_apply(*args: str, timeout: float = 1500) -> Applied:
 
 @pytest.fixture(scope="session")
 def applied_lab() -> Applied:
-    """The lab up with the baseline applied once (``kijun apply``, as an admin would)."""
-    proc = run_kijun("lab", "up")
+    """Fresh lab hosts with the baseline applied once (``kijun apply``, as an admin would).
+
+    The lab is recreated first: after ``make demo`` (the README's first command) its hosts are
+    already applied, and the first apply must be one on fresh hosts whatever ran before."""
+    down = run_kijun("lab", "down")
+    assert down.returncode == 0, down.stderr
+    proc = run_kijun("lab", "up", timeout=900)
     assert proc.returncode == 0, proc.stderr
     first = kijun_apply()
     assert first.proc.returncode == 0, first.proc.stdout[-5000:] + first.proc.stderr[-3000:]

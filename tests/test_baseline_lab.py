@@ -143,6 +143,7 @@ class Outcome:
     drifted: dict[str, dict[str, list[str]]]
     restored: dict[str, dict[str, list[str]]]
     records: list[dict[str, Any]]
+    restore: Applied  # the `kijun apply --control ID --limit HOSTS` that restored the round
 
 
 @pytest.fixture(scope="module")
@@ -160,17 +161,19 @@ def drift_outcomes(applied_lab: Applied) -> dict[str, Outcome]:
             records = audit(",".join(hosts))
             drifted = _failing_by_host(records)
         finally:
-            # restored by the tags of the drifted controls alone (roles/README.md, "Tags"):
-            # this proves `--tags ID` restores what drifted from ID
-            controls = ",".join(sorted({c for _, case, _ in batch for c in case.controls}))
-            restore = playbook("--limit", ",".join(hosts), "--tags", controls)
-            assert restore.returncode == 0, restore.stdout[-3000:]
+            # restored as an admin restores what the audit reported: `kijun apply` with the
+            # drifted controls alone (their tags, roles/README.md "Tags"), which proves that
+            # `--control ID` clears what drifted from ID
+            controls = sorted({c for _, case, _ in batch for c in case.controls})
+            selection = [arg for c in controls for arg in ("--control", c)]
+            restore = kijun_apply("--limit", ",".join(hosts), *selection)
         restored = _failing_by_host(audit(",".join(hosts)))
         for role, case, targets in batch:
             outcomes[f"{role}:{case.name}"] = Outcome(
                 {h: drifted.get(h, {}) for h in targets},
                 {h: restored.get(h, {}) for h in targets},
                 [r for r in records if r["host"] in targets],
+                restore,
             )
     return outcomes
 
@@ -236,6 +239,12 @@ def test_drift_is_reported_against_its_own_control(
     assert outcome.records and not [r for r in outcome.records if r["outcome"] == "not_assessed"]
     for host, found in outcome.drifted.items():
         assert set(found) == set(case.controls), (host, found)
+    # kijun's promise: what the audit reports, apply clears. The restore exits 0, every
+    # drifted host converged without a failed or rescued task, and the next audit is clean.
+    restore = outcome.restore
+    assert restore.proc.returncode == 0, restore.proc.stdout[-5000:]
+    states = {h: restore.summary["hosts"][h]["state"] for h in outcome.drifted}
+    assert set(states.values()) == {"ok"}, (states, restore.summary["rescued"])
     assert all(found == {} for found in outcome.restored.values()), outcome.restored
 
 

@@ -9,12 +9,15 @@ the rest of what a kijun role promises, against the real instances:
    then each ``verify_*.yml`` playbook of the scenario runs (in name order) and must not fail:
    a role proves there what only a real action shows (e.g. a wrong password is counted);
 4. drift: ``drift.yml`` changes settings behind the role's back; the audits then fail exactly
-   the controls it names (``kijun_drift_controls``) and no other, and check mode reports
-   exactly the role tasks it names (``kijun_drift_changes``) as changed;
+   the controls it names (``kijun_drift_controls``) and no other, check mode reports
+   exactly the role tasks it names (``kijun_drift_changes``) as changed, and applying the role
+   with the tags of those controls converges without a failed or rescued task and leaves the
+   audits clean (:func:`restore`: what the audit reports, apply clears);
 5. each further case of ``drift_cases.yml`` (the lab's drift tests read the same file): the
-   instances are converged again, the case's shell command drifts them, and the audits fail
-   exactly the case's controls. When the test session runs the same cases on the lab
-   (``KIJUN_DRIFT_CASES_ON_LAB=1``, set by ``make test``), they are left to the lab;
+   case's shell command drifts the instances, the audits fail exactly the case's controls,
+   and applying the role with their tags clears them (:func:`restore`). When the test session
+   runs the same cases on the lab (``KIJUN_DRIFT_CASES_ON_LAB=1``, set by ``make test``), they
+   are left to the lab;
 6. the admin still logs in after the drift.
 """
 
@@ -237,6 +240,22 @@ def admin_can_log_in(host: str) -> None:
         )
 
 
+def restore(scenario: Scenario, controls: frozenset[str], what: str) -> None:
+    """kijun's promise, "what the audit reports, apply clears": the role applied with the tags
+    of the reported controls alone (as ``kijun apply --control ID`` does) converges without a
+    failed or rescued task, and the next audit of the instances is clean."""
+    tags = ",".join(sorted(controls))
+    result = playbook(scenario, "converge.yml", "--tags", tags)
+    rescued = {h: s["rescued"] for h, s in result["stats"].items() if s.get("rescued")}
+    if rescued:
+        raise RoleTestFailure(
+            f"{what}: applying --tags {tags} took a rescue path on {rescued}: {_failures(result)}"
+        )
+    found = failing(audit(scenario))
+    if found:
+        raise RoleTestFailure(f"{what}: after applying --tags {tags} the audits still fail {found}")
+
+
 def verify(scenario: Scenario, say: Any = print) -> None:
     for host in scenario.hosts:
         admin_can_log_in(host)
@@ -274,6 +293,8 @@ def verify(scenario: Scenario, say: Any = print) -> None:
             f"it reports {changed}"
         )
     say(f"check mode on the drifted instances reports exactly: {', '.join(sorted(reported))}")
+    restore(scenario, scenario.drift_controls, "drift.yml")
+    say(f"applying --tags {','.join(sorted(scenario.drift_controls))} clears it: the audits pass")
 
     if scenario.cases and os.environ.get(CASES_ON_LAB) == "1":
         # `make test` sets this when the lab's drift tests run the same cases on the lab
@@ -283,7 +304,7 @@ def verify(scenario: Scenario, say: Any = print) -> None:
     else:
         cases = scenario.cases
     for case in cases:
-        playbook(scenario, "converge.yml")
+        # each case starts from instances the previous restore left clean (audited)
         targets = _group_hosts(scenario, case.group)
         if not targets:
             raise RoleTestFailure(f"drift case {case.name!r}: no instance in group {case.group}")
@@ -300,6 +321,8 @@ def verify(scenario: Scenario, say: Any = print) -> None:
                 f"the audits fail {sorted(found)}: {found}"
             )
         say(f"drift case {case.name!r} is reported against {', '.join(sorted(found))}")
+        restore(scenario, case.controls, f"drift case {case.name!r}")
+        say(f"drift case {case.name!r} is cleared by applying --tags {','.join(sorted(found))}")
     for host in scenario.hosts:
         admin_can_log_in(host)
 

@@ -14,7 +14,7 @@ import pytest
 
 from kijun import lab, roletest
 
-from .conftest import ROOT, VENV_BIN, Applied, kijun_apply, playbook, run_kijun
+from .conftest import ROOT, VENV_BIN, Applied, kijun_apply, run_kijun
 from .test_tags import listed, role_tasks
 
 pytestmark = pytest.mark.lab

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from kijun import lab, roletest
 
@@ -144,6 +145,9 @@ class Outcome:
     restored: dict[str, dict[str, list[str]]]
     records: list[dict[str, Any]]
     restore: Applied  # the `kijun apply --control ID --limit HOSTS` that restored the round
+    # a competing-file case: per target host, what the check of the restored file found
+    # (roletest.competing_check: "" when the file's line was neutralised and backed up)
+    competing: dict[str, str]
 
 
 @pytest.fixture(scope="module")
@@ -168,12 +172,19 @@ def drift_outcomes(applied_lab: Applied) -> dict[str, Outcome]:
             selection = [arg for c in controls for arg in ("--control", c)]
             restore = kijun_apply("--limit", ",".join(hosts), *selection)
         restored = _failing_by_host(audit(",".join(hosts)))
+        left: dict[tuple[str, str], str] = {}
+        for _, case, targets in batch:
+            for name in targets if case.competing else []:
+                check = roletest.competing_check(case.competing or "")
+                proc = lab.exec_on(spec.host(name), f"sudo sh -c {_quote(check)}")
+                left[(case.name, name)] = "" if proc.returncode == 0 else proc.stdout.strip()
         for role, case, targets in batch:
             outcomes[f"{role}:{case.name}"] = Outcome(
                 {h: drifted.get(h, {}) for h in targets},
                 {h: restored.get(h, {}) for h in targets},
                 [r for r in records if r["host"] in targets],
                 restore,
+                {h: left[(case.name, h)] for h in targets if (case.name, h) in left},
             )
     return outcomes
 
@@ -246,6 +257,31 @@ def test_drift_is_reported_against_its_own_control(
     states = {h: restore.summary["hosts"][h]["state"] for h in outcome.drifted}
     assert set(states.values()) == {"ok"}, (states, restore.summary["rescued"])
     assert all(found == {} for found in outcome.restored.values()), outcome.restored
+    if case.competing:
+        # the competing file's line was neutralised and the file backed up, and the apply said so
+        assert outcome.competing == {h: "" for h in outcome.drifted}, outcome.competing
+        named = {(n["host"], n["path"]) for n in restore.summary["neutralised"]}
+        assert {(h, case.competing) for h in outcome.drifted} <= named, named
+
+
+def _scenario_roles(scenario: str) -> set[str]:
+    """The roles a molecule scenario's converge.yml applies."""
+    plays = yaml.safe_load((ROOT / "molecule" / scenario / "converge.yml").read_text())
+    return {
+        r["role"] if isinstance(r, dict) else r for play in plays for r in play.get("roles", [])
+    }
+
+
+def test_every_role_has_a_competing_file_case() -> None:
+    """Each role site.yml applies has a drift case in which another file competes with its own
+    (the lab and the role's molecule scenario then prove the role neutralises it)."""
+    from kijun import apply
+
+    competing = {
+        role for scenario, case in CASES if case.competing for role in _scenario_roles(scenario)
+    }
+    roles = set(apply.site_roles())
+    assert roles and competing >= roles, sorted(roles - competing)
 
 
 def test_gateway_drift_shows_in_the_probe_matrix(drift_outcomes: dict[str, Outcome]) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,24 @@ class DriftCase:
     command: str  # run as root on each target host
     controls: frozenset[str]
     group: str | None = None  # only hosts of this inventory group (None: every host)
+    # the file the case writes beside the role's own to compete with it: after the restore its
+    # competing line is neutralised (or the file gone) and a copy is in kijun's backups
+    competing: str | None = None
+
+
+# After a restore, on a host: the competing file no longer assigns anything active that the
+# role's marker does not name, and kijun's backup directory holds a copy of it.
+COMPETING_CHECK = (
+    'f={path}; b=$(find /var/backups/kijun -path "*$f" -type f 2>/dev/null | head -n 1); '
+    '[ -n "$b" ] || {{ echo "no backup of $f under /var/backups/kijun"; exit 1; }}; '
+    '[ ! -e "$f" ] || grep -q "^# kijun(.*) neutralised: " "$f" '
+    '|| {{ echo "$f holds no neutralised line"; exit 1; }}'
+)
+
+
+def competing_check(path: str) -> str:
+    """The shell command that checks, on a host, what a competing case's restore left."""
+    return COMPETING_CHECK.format(path=shlex.quote(path))
 
 
 def load_drift_cases(path: Path) -> list[DriftCase]:
@@ -60,17 +79,18 @@ def load_drift_cases(path: Path) -> list[DriftCase]:
     raw = yaml.safe_load(path.read_text()) or []
     cases = []
     for i, entry in enumerate(raw):
-        unknown = set(entry) - {"name", "command", "controls", "group"}
+        unknown = set(entry) - {"name", "command", "controls", "group", "competing"}
         if unknown or not {"name", "command", "controls"} <= set(entry):
             raise RoleTestFailure(
-                f"{path}: case {i + 1} needs name, command and controls (optional group); "
-                f"unknown keys: {sorted(unknown)}"
+                f"{path}: case {i + 1} needs name, command and controls (optional group, "
+                f"competing); unknown keys: {sorted(unknown)}"
             )
         cases.append(
             DriftCase(
-                entry["name"], entry["command"], frozenset(entry["controls"]), entry.get("group")
+                entry["name"], entry["command"], frozenset(entry["controls"]), entry.get("group"),
+                entry.get("competing"),
             )
-        )
+        )  # fmt: skip
     return cases
 
 
@@ -322,6 +342,15 @@ def verify(scenario: Scenario, say: Any = print) -> None:
             )
         say(f"drift case {case.name!r} is reported against {', '.join(sorted(found))}")
         restore(scenario, case.controls, f"drift case {case.name!r}")
+        if case.competing:
+            for host in targets:
+                proc = podman.run(
+                    ["exec", host, "/bin/sh", "-c", competing_check(case.competing)], check=False
+                )
+                if proc.returncode != 0:
+                    raise RoleTestFailure(
+                        f"drift case {case.name!r} on {host}: {proc.stdout.strip()}"
+                    )
         say(f"drift case {case.name!r} is cleared by applying --tags {','.join(sorted(found))}")
     for host in scenario.hosts:
         admin_can_log_in(host)

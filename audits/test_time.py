@@ -28,14 +28,21 @@ from typing import Any
 
 import pytest
 
+from kijun import chrony
+
+# chrony.conf and every file it reads through confdir (every directory) and include, nested up to
+# three deep, each as "### PATH" and its text (awk 1: a last line without a newline is ended), so
+# that the reader (kijun.chrony) can name the file and line of each directive.
 _CONFIG_FILES = (
-    'for f in /etc/chrony/chrony.conf $(awk \'$1 == "confdir" {print $2 "/*.conf"} '
-    '$1 == "include" {print $2}\' /etc/chrony/chrony.conf); do '
-    '[ -f "$f" ] && { echo "### $f"; cat "$f"; }; done'
+    "seen=; todo=/etc/chrony/chrony.conf; for pass in 1 2 3; do next=; for f in $todo; do "
+    '[ -f "$f" ] || continue; case " $seen " in *" $f "*) continue;; esac; seen="$seen $f"; '
+    'echo "### $f"; awk 1 "$f"; next="$next $(awk \'tolower($1) == "confdir" '
+    '{for (i = 2; i <= NF; i++) print $i "/*.conf"} tolower($1) == "include" {print $2}\' '
+    '"$f")"; done; todo=$next; done'
 )
 _SOURCE_FILES = (
-    "for d in $(chronyd -p | awk '$1 == \"sourcedir\" {print $2}'); do "
-    'for f in "$d"/*.sources; do [ -f "$f" ] && { echo "### $f"; cat "$f"; }; done; done'
+    "for d in $(chronyd -p | awk 'tolower($1) == \"sourcedir\" {print $2}'); do "
+    'for f in "$d"/*.sources; do [ -f "$f" ] && { echo "### $f"; awk 1 "$f"; }; done; done'
 )
 # Every name or address in a server/pool/peer line, with the addresses it resolves to.
 _SOURCE_NAMES = (
@@ -85,29 +92,30 @@ _COMMENT = ("#", "%", ";", "!", "*")
 # --- chrony's configuration, as read --------------------------------------------------------
 
 
-def directives(text: str) -> list[list[str]]:
-    """The directives of a chrony configuration text, each as its list of words."""
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith(_COMMENT):
-            words = line.split()
-            out.append([words[0].lower(), *words[1:]])
-    return out
-
-
-def source_lines(snapshot: Any) -> list[str]:
-    """Every server/pool/peer directive: chrony.conf with drop-ins, then the sourcedir files."""
-    found = directives(snapshot.text("time/chrony_config")) + directives(
-        snapshot.text("time/chrony_source_files")
+def config(snapshot: Any) -> chrony.ChronyConfig:
+    """chrony's configuration as chronyd reads it, each directive traced to its file and line."""
+    return chrony.read(
+        snapshot.text("time/chrony_conf_files"),
+        snapshot.text("time/chrony_config"),
+        snapshot.text("time/chrony_source_files"),
     )
-    return sorted(" ".join(d) for d in found if d[0] in ("server", "pool", "peer"))
 
 
-def effective(snapshot: Any, name: str) -> tuple[list[str] | None, list[str]]:
-    """The value of a directive chronyd uses (the last one read) and every occurrence."""
-    found = [d for d in directives(snapshot.text("time/chrony_config")) if d[0] == name]
-    return (found[-1][1:] if found else None), [" ".join(d) for d in found]
+def traced(conf: chrony.ChronyConfig, found: list[chrony.Directive]) -> str:
+    """The ``source`` of a check: where the directives came from (or why that is unknown)."""
+    if not conf.traced:
+        return f"not traced: {conf.why}"
+    return chrony.sources_of(found) or "no file sets it"
+
+
+def effective(snapshot: Any, name: str) -> tuple[chrony.Directive | None, list[str], str]:
+    """The directive chronyd uses (the last one read), every occurrence with its file, and the
+    file:line of the one in force."""
+    conf = config(snapshot)
+    found = conf.all(name)
+    last = found[-1] if found else None
+    shown = [f"{d.text} ({d.source})" if d.source else d.text for d in found]
+    return last, shown, traced(conf, [last] if last else [])
 
 
 def expected_sources(expected: dict[str, Any]) -> list[str]:
@@ -131,14 +139,19 @@ def network(text: str) -> str:
         return text
 
 
+def allow_network(directive: chrony.Directive) -> str:
+    """The network of an ``allow`` directive ("all" for a bare ``allow`` or ``allow all``)."""
+    args = [a for a in directive.args if a.lower() != "all"]
+    return network(args[0]) if args else "all"
+
+
 def allows(snapshot: Any) -> list[str]:
-    """The networks of the ``allow`` directives as read ("all" for a bare ``allow``)."""
-    out = []
-    for d in directives(snapshot.text("time/chrony_config")):
-        if d[0] == "allow":
-            args = [a for a in d[1:] if a.lower() != "all"]
-            out.append(network(args[0]) if args else "all")
-    return sorted(out)
+    """The networks of the ``allow`` directives as read."""
+    return sorted(allow_network(d) for d in config(snapshot).all("allow"))
+
+
+def wide(net: str) -> bool:
+    return net == "all" or net.endswith("/0")
 
 
 def is_address(text: str) -> bool:
@@ -221,7 +234,9 @@ def test_chrony_sources_declared(snapshot, expected, audit) -> None:
     evidence(snapshot, "time/chrony_conf_files")
     want = expected_sources(expected)
     hosts = sorted({str(s["host"]) for s in expected["time_sync_servers"]})
-    observed: dict[str, Any] = {"configured": source_lines(snapshot)}
+    conf = config(snapshot)
+    configured = conf.sources()
+    observed: dict[str, Any] = {"configured": sorted(d.text for d in configured)}
     ok = observed["configured"] == want
     rows = sources(snapshot, "time/chronyc_sources_names")
     if rows is None:
@@ -234,17 +249,18 @@ def test_chrony_sources_declared(snapshot, expected, audit) -> None:
         expected={"configured": want, "running": hosts},
         observed=observed,
         message="configured: chrony.conf, its drop-ins and sourcedir files; running: chronyc -N",
+        source=traced(conf, configured),
     )
 
 
 @pytest.mark.control("TS-01")
 def test_chrony_makestep(snapshot, expected, audit) -> None:
     evidence(snapshot, "time/chrony_conf_files")
-    value, found = effective(snapshot, "makestep")
+    last, found, source = effective(snapshot, "makestep")
     threshold = float(expected["time_sync_makestep_threshold"])
     limit = int(expected["time_sync_makestep_limit"])
     try:
-        got = (float(value[0]), int(value[1])) if value and len(value) == 2 else None
+        got = (float(last.args[0]), int(last.args[1])) if last and len(last.args) == 2 else None
     except ValueError:
         got = None
     audit.expect(
@@ -252,15 +268,16 @@ def test_chrony_makestep(snapshot, expected, audit) -> None:
         expected=f"makestep {threshold:g} {limit}",
         observed=found or "no makestep (chronyd never steps the clock)",
         message="chronyd uses the last makestep directive it reads",
+        source=source,
     )
 
 
 @pytest.mark.control("TS-01")
 def test_chrony_minsources(snapshot, expected, audit) -> None:
     evidence(snapshot, "time/chrony_conf_files")
-    value, found = effective(snapshot, "minsources")
+    last, found, source = effective(snapshot, "minsources")
     try:
-        got = int(value[0]) if value else 1  # chrony's default
+        got = (int(last.args[0]) if last.args else None) if last else 1  # chrony's default
     except ValueError:
         got = None
     audit.expect(
@@ -268,6 +285,7 @@ def test_chrony_minsources(snapshot, expected, audit) -> None:
         expected=f"minsources {expected['time_sync_minsources']}",
         observed=found or "no minsources (chrony's default: 1)",
         message="chronyd uses the last minsources directive it reads",
+        source=source if last else "chrony's default (no minsources directive)",
     )
 
 
@@ -290,11 +308,13 @@ def test_chrony_sources_internal_only(snapshot, expected, audit) -> None:
         for name, addrs in sorted(addresses.items())
         if not addrs or not all(inside(a, internal) for a in addrs)
     }
+    conf = config(snapshot)
     audit.expect(
         not outside,
         expected=f"every source in {internal}",
         observed={"outside or unresolved": outside} if outside else dict(sorted(addresses.items())),
         message="" if rows is not None else f"{NOT_ANSWERING}: configured sources only",
+        source=traced(conf, conf.sources()),
     )
 
 
@@ -412,13 +432,21 @@ def test_chrony_offset_within_bound(snapshot, expected, audit) -> None:
 def test_chrony_allow_declared_only(snapshot, expected, audit) -> None:
     evidence(snapshot, "time/chrony_conf_files")
     want = sorted(network(n) for n in expected["time_sync_allow_networks"])
-    audit.equal(allows(snapshot), want, message="the allow directives chronyd reads")
+    conf = config(snapshot)
+    audit.equal(
+        allows(snapshot),
+        want,
+        message="the allow directives chronyd reads",
+        source=traced(conf, conf.all("allow")),
+    )
 
 
 @pytest.mark.control("TS-06")
 def test_chrony_no_allow_all(snapshot, expected, audit) -> None:
     declared = list(expected["time_sync_allow_networks"])
-    wide = [n for n in allows(snapshot) if n == "all" or n.endswith("/0")]
+    conf = config(snapshot)
+    wide_lines = [d for d in conf.all("allow") if wide(allow_network(d))]
+    everyone = [allow_network(d) for d in wide_lines]
     answers = snapshot.text("time/chronyc_accheck").splitlines()
     allowed = [
         probe
@@ -427,10 +455,11 @@ def test_chrony_no_allow_all(snapshot, expected, audit) -> None:
     ]
     silent = any("cannot talk" in line.lower() for line in answers)
     audit.expect(
-        not wide and not allowed,
+        not everyone and not allowed,
         expected={"allow everyone (as read)": [], "documentation addresses allowed": []},
-        observed={"allow everyone (as read)": wide, "documentation addresses allowed": allowed},
+        observed={"allow everyone (as read)": everyone, "documentation addresses allowed": allowed},
         message=f"{NOT_ANSWERING}: configuration only" if silent else "chronyc accheck",
+        source=traced(conf, wide_lines) if wide_lines else "",
     )
 
 

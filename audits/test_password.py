@@ -22,29 +22,53 @@ from typing import Any
 
 import pytest
 
+from kijun import password as pw
+
 # pam_pwquality's settings as pam_pwquality computes them (src/pam_pwquality.c): defaults, then
 # pwquality.conf.d/*.conf and pwquality.conf, then each argument of the pam_pwquality line(s) of
-# common-password that the module does not keep for itself.
+# common-password that the module does not keep for itself. Beside each value, where it was set
+# ("source NAME PATH:LINE"): the files in libpwquality's order (the directory's *.conf names in
+# byte order, then pwquality.conf; the name ends at a space or "=", "#" starts a comment), then
+# the PAM arguments.
 _PWQUALITY = r"""
-import ctypes, re
+import ctypes, os, re
 lib = ctypes.CDLL("libpwquality.so.1")
 lib.pwquality_default_settings.restype = ctypes.c_void_p
 pwq = ctypes.c_void_p(lib.pwquality_default_settings())
 print("read_config", lib.pwquality_read_config(pwq, None, None))
 skip = ("debug", "type=", "difignore=", "reject_username", "authtok_type", "use_authtok",
         "use_first_pass", "try_first_pass")
-for line in open("/etc/pam.d/common-password"):
+source = {}
+conf_d = "/etc/security/pwquality.conf.d"
+try:
+    # libpwquality's filter: the first ".conf" in the name ends it; names compared as bytes
+    names = [n for n in os.listdir(conf_d) if n.partition(".conf")[1:] == (".conf", "")]
+    names.sort(key=os.fsencode)
+except OSError:
+    names = []
+for path in [f"{conf_d}/{n}" for n in names] + ["/etc/security/pwquality.conf"]:
+    try:
+        lines = open(path, errors="replace").read().splitlines()
+    except OSError:
+        continue
+    for number, line in enumerate(lines, start=1):
+        name = re.split(r"[\s=]", line.split("#")[0].strip(), maxsplit=1)[0]
+        if name:
+            source[name.lower()] = f"{path}:{number}"
+for number, line in enumerate(open("/etc/pam.d/common-password"), start=1):
     words = line.split("#")[0].split()
     if len(words) >= 3 and words[2].endswith("pam_pwquality.so"):
         for arg in words[3:]:
             if not arg.startswith(skip):
                 print("argument", arg, lib.pwquality_set_option(pwq, arg.encode()))
+                source[arg.split("=")[0].lower()] = f"/etc/pam.d/common-password:{number}"
 names = {"minlen": 3, "minclass": 8, "maxrepeat": 9, "maxsequence": 14, "dictcheck": 15,
          "usercheck": 16, "enforcing": 17, "enforce_for_root": 19}
 for name, setting in names.items():
     value = ctypes.c_int(-1)
     rc = lib.pwquality_get_int_value(pwq, setting, ctypes.byref(value))
     print("setting", name, value.value if rc == 0 else "error")
+    print("source", name, source.get(name, "libpwquality's default"))
 """
 
 # One line per account: name uid state hash-id lstchg min max warn inactive expire lastlog
@@ -89,15 +113,16 @@ COLLECT = {
     ),
     "password/pam-stack": (
         'for t in auth account password; do echo "== common-$t"; '
-        "grep -Ev '^[[:space:]]*(#|$)' /etc/pam.d/common-$t; done"
+        "grep -nEv '^[[:space:]]*(#|$)' /etc/pam.d/common-$t; done"
     ),
     "password/pam-nullok": "grep -HnE '^[^#]*nullok' /etc/pam.d/* ; true",
-    "password/faillock-conf": "grep -Ev '^[[:space:]]*(#|$)' /etc/security/faillock.conf; true",
+    "password/faillock-conf": "grep -nEv '^[[:space:]]*(#|$)' /etc/security/faillock.conf; true",
     "password/login-defs": (
-        "grep -E '^[[:space:]]*(PASS_MAX_DAYS|PASS_MIN_DAYS|PASS_WARN_AGE|ENCRYPT_METHOD"
+        "grep -nE '^[[:space:]]*(PASS_MAX_DAYS|PASS_MIN_DAYS|PASS_WARN_AGE|ENCRYPT_METHOD"
         "|UID_MIN|UID_MAX)[[:space:]]' /etc/login.defs"
     ),
     "password/useradd-defaults": "useradd -D",
+    "password/useradd-file": "grep -nE '^[[:space:]]*INACTIVE=' /etc/default/useradd; true",
     "password/accounts": f"python3 -c {shlex.quote(_ACCOUNTS)}",
     # names (and whether the field is empty) of /etc/passwd entries not pointing to /etc/shadow
     "password/passwd-fields": 'awk -F: \'$2 != "x" {print $1, ($2 == "" ? "empty" : "set")}\''
@@ -109,6 +134,12 @@ COLLECT = {
     ),
     "password/tmout-files": (
         "grep -HnE '^[^#]*TMOUT' /etc/profile /etc/profile.d/*.sh /etc/bash.bashrc; true"
+    ),
+    # The same login shell, as a user (bash ignores PS4 from the environment when run by root),
+    # traced: each command that touches TMOUT with the file and line it ran from.
+    "password/tmout-trace": (
+        "runuser -u nobody -- env -i HOME=/nonexistent PATH=/usr/bin:/bin SHELLOPTS=xtrace "
+        "PS4='+${BASH_SOURCE}:${LINENO}: ' bash --login -c true 2>&1 | grep -E 'TMOUT' ; true"
     ),
 }
 
@@ -124,6 +155,7 @@ class PamLine:
     control: str
     module: str
     args: tuple[str, ...]
+    where: str = ""  # /etc/pam.d/common-<type>:<line>
 
 
 def pam_stack(snapshot: Any) -> dict[str, list[PamLine]]:
@@ -135,13 +167,20 @@ def pam_stack(snapshot: Any) -> dict[str, list[PamLine]]:
             current = raw.removeprefix("== common-")
             stack[current] = []
             continue
-        m = re.match(r"^\s*(\w+)\s+(\[[^\]]*\]|\S+)\s+(\S+)\s*(.*)$", raw)
+        number, _, text = raw.partition(":") if re.match(r"^\d+:", raw) else ("", "", raw)
+        m = re.match(r"^\s*(\w+)\s+(\[[^\]]*\]|\S+)\s+(\S+)\s*(.*)$", text)
         if m and current:
             module = m.group(3).rsplit("/", 1)[-1]
+            where = f"/etc/pam.d/common-{current}:{number}" if number else ""
             stack[current].append(
-                PamLine(m.group(1), m.group(2), module, tuple(m.group(4).split()))
+                PamLine(m.group(1), m.group(2), module, tuple(m.group(4).split()), where)
             )
     return stack
+
+
+def where(lines: list[tuple[int, PamLine]]) -> str:
+    """The ``source`` of a check about PAM lines: the file and line of each."""
+    return ", ".join(ln.where for _, ln in lines if ln.where)
 
 
 def lines_of(snapshot: Any, kind: str, module: str) -> list[tuple[int, PamLine]]:
@@ -163,14 +202,23 @@ def pwquality(snapshot: Any) -> dict[str, int | None]:
     return values
 
 
+def login_defs_read(snapshot: Any) -> dict[str, tuple[str, str]]:
+    """login.defs as shadow's getdef reads it (the last occurrence of a key wins), each value
+    with the line that set it."""
+    return pw.last_assignments(pw.numbered(snapshot.text("password/login-defs")), "/etc/login.defs")
+
+
 def login_defs(snapshot: Any) -> dict[str, str]:
-    """login.defs as shadow's getdef reads it: the last occurrence of a key wins."""
-    values: dict[str, str] = {}
-    for line in snapshot.text("password/login-defs").splitlines():
-        parts = line.split()
-        if len(parts) >= 2:
-            values[parts[0]] = parts[1]
-    return values
+    return {key: value for key, (value, _) in login_defs_read(snapshot).items()}
+
+
+def login_defs_source(snapshot: Any, key: str) -> str:
+    found = login_defs_read(snapshot).get(key)
+    return found[1] if found else f"no {key} in /etc/login.defs"
+
+
+def pwquality_source(snapshot: Any, name: str) -> str:
+    return pw.pwquality_sources(snapshot.text("password/pwquality")).get(name, "")
 
 
 def as_int(value: str | None) -> int | None:
@@ -244,46 +292,75 @@ def test_pwquality_in_pam_stack(snapshot, expected, audit) -> None:
         ok,
         expected="password requisite pam_pwquality.so before pam_unix.so in common-password",
         observed=show(quality) or "pam_pwquality.so not in common-password",
+        source=where(quality),
     )
 
 
 @pytest.mark.control("PW-01")
 def test_pwquality_minlen(snapshot, expected, audit) -> None:
-    audit.equal(pwquality(snapshot).get("minlen"), expected["password_policy_minlen"])
+    audit.equal(
+        pwquality(snapshot).get("minlen"),
+        expected["password_policy_minlen"],
+        source=pwquality_source(snapshot, "minlen"),
+    )
 
 
 @pytest.mark.control("PW-01")
 def test_pwquality_minclass(snapshot, expected, audit) -> None:
-    audit.equal(pwquality(snapshot).get("minclass"), expected["password_policy_minclass"])
+    audit.equal(
+        pwquality(snapshot).get("minclass"),
+        expected["password_policy_minclass"],
+        source=pwquality_source(snapshot, "minclass"),
+    )
 
 
 @pytest.mark.control("PW-01")
 def test_pwquality_enforce_for_root(snapshot, expected, audit) -> None:
     value = pwquality(snapshot).get("enforce_for_root")
     observed = None if value is None else bool(value)
-    audit.equal(observed, bool(expected["password_policy_enforce_for_root"]))
+    audit.equal(
+        observed,
+        bool(expected["password_policy_enforce_for_root"]),
+        source=pwquality_source(snapshot, "enforce_for_root"),
+    )
 
 
 @pytest.mark.control("PW-02")
 def test_pwquality_dictcheck(snapshot, expected, audit) -> None:
     value = pwquality(snapshot).get("dictcheck")
-    audit.equal(None if value is None else bool(value), bool(expected["password_policy_dictcheck"]))
+    audit.equal(
+        None if value is None else bool(value),
+        bool(expected["password_policy_dictcheck"]),
+        source=pwquality_source(snapshot, "dictcheck"),
+    )
 
 
 @pytest.mark.control("PW-02")
 def test_pwquality_usercheck(snapshot, expected, audit) -> None:
     value = pwquality(snapshot).get("usercheck")
-    audit.equal(None if value is None else bool(value), bool(expected["password_policy_usercheck"]))
+    audit.equal(
+        None if value is None else bool(value),
+        bool(expected["password_policy_usercheck"]),
+        source=pwquality_source(snapshot, "usercheck"),
+    )
 
 
 @pytest.mark.control("PW-02")
 def test_pwquality_maxrepeat(snapshot, expected, audit) -> None:
-    audit.equal(pwquality(snapshot).get("maxrepeat"), expected["password_policy_maxrepeat"])
+    audit.equal(
+        pwquality(snapshot).get("maxrepeat"),
+        expected["password_policy_maxrepeat"],
+        source=pwquality_source(snapshot, "maxrepeat"),
+    )
 
 
 @pytest.mark.control("PW-02")
 def test_pwquality_maxsequence(snapshot, expected, audit) -> None:
-    audit.equal(pwquality(snapshot).get("maxsequence"), expected["password_policy_maxsequence"])
+    audit.equal(
+        pwquality(snapshot).get("maxsequence"),
+        expected["password_policy_maxsequence"],
+        source=pwquality_source(snapshot, "maxsequence"),
+    )
 
 
 # ---------------------------------------------------------------------------- PW-03
@@ -292,6 +369,10 @@ def test_pwquality_maxsequence(snapshot, expected, audit) -> None:
 def pwhistory_args(snapshot: Any) -> tuple[str, ...] | None:
     found = lines_of(snapshot, "password", "pam_pwhistory.so")
     return found[0][1].args if found else None
+
+
+def pwhistory_where(snapshot: Any) -> str:
+    return where(lines_of(snapshot, "password", "pam_pwhistory.so")[:1])
 
 
 @pytest.mark.control("PW-03")
@@ -311,6 +392,7 @@ def test_pwhistory_in_pam_stack(snapshot, expected, audit) -> None:
         expected="password requisite pam_pwhistory.so use_authtok after pam_pwquality.so, "
         "before pam_unix.so",
         observed=show(history) or "pam_pwhistory.so not in common-password",
+        source=where(history),
     )
 
 
@@ -322,20 +404,28 @@ def test_pwhistory_remember(snapshot, expected, audit) -> None:
         # pam_pwhistory's default is 10 when remember= is not given
         values = [a.split("=", 1)[1] for a in args if a.startswith("remember=")]
         observed = as_int(values[-1]) if values else 10
-    audit.equal(observed, expected["password_policy_remember"])
+    audit.equal(observed, expected["password_policy_remember"], source=pwhistory_where(snapshot))
 
 
 @pytest.mark.control("PW-03")
 def test_pwhistory_enforce_for_root(snapshot, expected, audit) -> None:
     args = pwhistory_args(snapshot)
     observed = None if args is None else "enforce_for_root" in args
-    audit.equal(observed, bool(expected["password_policy_enforce_for_root"]))
+    audit.equal(
+        observed,
+        bool(expected["password_policy_enforce_for_root"]),
+        source=pwhistory_where(snapshot),
+    )
 
 
 @pytest.mark.control("PW-03")
 def test_logindefs_pass_min_days(snapshot, expected, audit) -> None:
     observed = as_int(login_defs(snapshot).get("PASS_MIN_DAYS"))
-    audit.equal(observed, expected["password_policy_pass_min_days"])
+    audit.equal(
+        observed,
+        expected["password_policy_pass_min_days"],
+        source=login_defs_source(snapshot, "PASS_MIN_DAYS"),
+    )
 
 
 @pytest.mark.control("PW-03")
@@ -357,19 +447,32 @@ def test_human_accounts_min_days(snapshot, expected, audit) -> None:
 @pytest.mark.control("PW-04")
 def test_logindefs_pass_max_days(snapshot, expected, audit) -> None:
     observed = as_int(login_defs(snapshot).get("PASS_MAX_DAYS"))
-    audit.equal(observed, expected["password_policy_pass_max_days"])
+    audit.equal(
+        observed,
+        expected["password_policy_pass_max_days"],
+        source=login_defs_source(snapshot, "PASS_MAX_DAYS"),
+    )
 
 
 @pytest.mark.control("PW-04")
 def test_logindefs_pass_warn_age(snapshot, expected, audit) -> None:
     observed = as_int(login_defs(snapshot).get("PASS_WARN_AGE"))
-    audit.equal(observed, expected["password_policy_pass_warn_age"])
+    audit.equal(
+        observed,
+        expected["password_policy_pass_warn_age"],
+        source=login_defs_source(snapshot, "PASS_WARN_AGE"),
+    )
 
 
 @pytest.mark.control("PW-04")
 def test_useradd_inactive(snapshot, expected, audit) -> None:
     found = re.search(r"^INACTIVE=(-?\d+)$", snapshot.text("password/useradd-defaults"), re.M)
-    audit.equal(as_int(found.group(1)) if found else None, expected["password_policy_inactive"])
+    lines = pw.numbered(snapshot.text("password/useradd-file"))
+    audit.equal(
+        as_int(found.group(1)) if found else None,
+        expected["password_policy_inactive"],
+        source=f"/etc/default/useradd:{lines[-1][0]}" if lines else "useradd's default",
+    )
 
 
 def _human_field(snapshot: Any, expected: dict[str, Any], audit: Any, field: str, key: str) -> None:
@@ -411,7 +514,9 @@ STRONG = {"y": "YESCRYPT", "6": "SHA512"}
 @pytest.mark.control("PW-05")
 def test_logindefs_encrypt_method(snapshot, expected, audit) -> None:
     audit.equal(
-        login_defs(snapshot).get("ENCRYPT_METHOD"), expected["password_policy_encrypt_method"]
+        login_defs(snapshot).get("ENCRYPT_METHOD"),
+        expected["password_policy_encrypt_method"],
+        source=login_defs_source(snapshot, "ENCRYPT_METHOD"),
     )
 
 
@@ -420,7 +525,7 @@ def test_pam_unix_hash_method(snapshot, expected, audit) -> None:
     methods = {"md5", "bigcrypt", "sha256", "sha512", "blowfish", "gost_yescrypt", "yescrypt"}
     unix = lines_of(snapshot, "password", "pam_unix.so")
     observed = sorted({a for _, ln in unix for a in ln.args if a in methods}) or None
-    audit.equal(observed, [expected["password_policy_encrypt_method"].lower()])
+    audit.equal(observed, [expected["password_policy_encrypt_method"].lower()], source=where(unix))
 
 
 @pytest.mark.control("PW-05")
@@ -499,13 +604,23 @@ def test_pam_no_nullok(snapshot, expected, audit) -> None:
 # ---------------------------------------------------------------------------- PW-07
 
 
-def faillock_settings(snapshot: Any) -> dict[str, dict[str, int | None]]:
-    """Effective settings of each pam_faillock line: faillock.conf, then the line's arguments."""
-    base: dict[str, int | None] = {"deny": 3, "fail_interval": 900, "unlock_time": 600}
-    for line in snapshot.text("password/faillock-conf").splitlines():
-        key, _, value = (p.strip() for p in line.partition("="))
+FAILLOCK_CONF = "/etc/security/faillock.conf"
+
+
+def faillock_read(snapshot: Any) -> dict[str, dict[str, tuple[int | None, str]]]:
+    """Effective settings of each pam_faillock line, each with where it was set: pam_faillock's
+    default, then faillock.conf, then the line's arguments."""
+    base: dict[str, tuple[int | None, str]] = {
+        "deny": (3, "pam_faillock's default"),
+        "fail_interval": (900, "pam_faillock's default"),
+        "unlock_time": (600, "pam_faillock's default"),
+    }
+    conf = pw.equals_assignments(
+        pw.numbered(snapshot.text("password/faillock-conf")), FAILLOCK_CONF
+    )
+    for key, (value, source) in conf.items():
         if key in base:
-            base[key] = as_int(value)
+            base[key] = (as_int(value), source)
     out = {}
     for kind in ("auth", "account"):
         for i, ln in lines_of(snapshot, kind, "pam_faillock.so"):
@@ -513,9 +628,17 @@ def faillock_settings(snapshot: Any) -> dict[str, dict[str, int | None]]:
             for arg in ln.args:
                 key, _, value = arg.partition("=")
                 if key in values:
-                    values[key] = as_int(value)
+                    values[key] = (as_int(value), ln.where)
             out[f"{kind}:{i} {' '.join(ln.args)}".strip()] = values
     return out
+
+
+def faillock_settings(snapshot: Any) -> dict[str, dict[str, int | None]]:
+    """Effective settings of each pam_faillock line: faillock.conf, then the line's arguments."""
+    return {
+        line: {key: value for key, (value, _) in values.items()}
+        for line, values in faillock_read(snapshot).items()
+    }
 
 
 @pytest.mark.control("PW-07")
@@ -535,14 +658,22 @@ def test_faillock_in_pam_stack(snapshot, expected, audit) -> None:
         expected="auth pam_faillock.so preauth, pam_unix.so, [default=die] pam_faillock.so "
         "authfail; account pam_faillock.so",
         observed=show(auth) + show(account) or "pam_faillock.so not in the PAM stack",
+        source=where(auth + account),
     )
 
 
 def _faillock(snapshot: Any, audit: Any, key: str, wanted: int) -> None:
     """Every pam_faillock line of the stack must work with the expected value."""
-    observed = {line: values[key] for line, values in faillock_settings(snapshot).items()}
+    read = faillock_read(snapshot)
+    observed = {line: values[key][0] for line, values in read.items()}
+    sources = sorted({values[key][1] for values in read.values() if values[key][1]})
     ok = bool(observed) and all(v == wanted for v in observed.values())
-    audit.expect(ok, expected=wanted, observed=observed or "pam_faillock.so not in the PAM stack")
+    audit.expect(
+        ok,
+        expected=wanted,
+        observed=observed or "pam_faillock.so not in the PAM stack",
+        source=", ".join(sources),
+    )
 
 
 @pytest.mark.control("PW-07")
@@ -583,6 +714,11 @@ def test_initial_passwords_expired(snapshot, expected, audit) -> None:
 # ---------------------------------------------------------------------------- PW-09
 
 
+def tmout_source(snapshot: Any) -> str:
+    """The file and line that gave TMOUT its value in a (traced) login shell."""
+    return pw.tmout_source(snapshot.text("password/tmout-trace")) or "no file sets TMOUT"
+
+
 def tmout(snapshot: Any) -> tuple[str | None, bool]:
     """TMOUT in a login shell, and whether it is read-only there (`readonly -p` lists it)."""
     first, _, rest = snapshot.text("password/tmout").partition("\n")
@@ -598,19 +734,25 @@ def test_tmout_configured(snapshot, expected, audit) -> None:
         value is not None and bool(files),
         expected="TMOUT set for login shells by /etc/profile or /etc/profile.d",
         observed={"TMOUT": value, "set in": files},
+        source=tmout_source(snapshot),
     )
 
 
 @pytest.mark.control("PW-09")
 def test_tmout_readonly(snapshot, expected, audit) -> None:
     _, readonly = tmout(snapshot)
-    audit.equal(readonly, True, "users can unset a TMOUT that is not read-only")
+    audit.equal(
+        readonly,
+        True,
+        "users can unset a TMOUT that is not read-only",
+        source=tmout_source(snapshot),
+    )
 
 
 @pytest.mark.control("PW-09")
 def test_tmout_value(snapshot, expected, audit) -> None:
     value, _ = tmout(snapshot)
-    audit.equal(as_int(value), expected["password_policy_tmout"])
+    audit.equal(as_int(value), expected["password_policy_tmout"], source=tmout_source(snapshot))
 
 
 # ---------------------------------------------------------------------------- AC-03

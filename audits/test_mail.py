@@ -1,7 +1,10 @@
 """Mail relays (ML-01..ML-07): Postfix's effective configuration and live SMTP conversations.
 
 What is read: ``postconf`` (the values Postfix uses, expanded, and the explicit settings of
-main.cf), and for the mail log rsyslog's full
+main.cf), ``postconf -P`` (the parameters a service of master.cf overrides with ``-o``, which
+Postfix prefers to main.cf for that service), main.cf and master.cf themselves (the line that set
+each value in force, named as each check's ``source``: ``kijun.postfix``), and for the mail log
+rsyslog's full
 configuration (``rsyslogd -N1 -o``), logrotate's reading of its configuration and which log
 files hold Postfix's records. The log commands run only where postfix is enabled.
 
@@ -33,6 +36,7 @@ from typing import Any
 import pytest
 
 from kijun import logrotate as lr
+from kijun import postfix as pf
 from kijun import rsyslog as rs
 from kijun import smtpprobe
 from kijun.audit_plugin import STATE
@@ -51,6 +55,12 @@ COLLECT = {
     "mail/postconf": f"postconf -x {' '.join(PARAMETERS)}",
     "mail/postconf_raw": "postconf -h smtpd_banner",
     "mail/postconf_n": "postconf -n",
+    # master.cf's -o overrides per service (expanded, and as written), and both files for the
+    # line numbers of the values in force.
+    "mail/postconf_services": "postconf -Px",
+    "mail/postconf_services_raw": "postconf -P",
+    "mail/main_cf": f"cat {pf.MAIN_CF}",
+    "mail/master_cf": f"cat {pf.MASTER_CF}",
     # The same commands as the logging module's, run once per host when both modules run.
     **rs.COLLECT,
     **lr.COLLECT,
@@ -65,16 +75,28 @@ NOT_ANSWERING = "the relay does not answer SMTP"
 # --- reading the snapshot ---------------------------------------------------------------------
 
 
+def config(snapshot: Any) -> pf.PostfixConfig:
+    """Postfix's configuration in force: main.cf's values (``postconf -x``), each service's
+    overrides (``postconf -Px``) and the lines that set them. An override list Postfix could not
+    print, or that cannot be read, is an error, never a pass."""
+    overrides = snapshot["mail/postconf_services"]
+    if overrides.rc != 0:
+        raise pf.PostfixReadError(f"postconf -Px failed (exit {overrides.rc}): {overrides.stdout}")
+    return pf.PostfixConfig.read(
+        values=snapshot.text("mail/postconf"), overrides=overrides.stdout,
+        main_cf=snapshot.text("mail/main_cf"), master_cf=snapshot.text("mail/master_cf"),
+    )  # fmt: skip
+
+
 def postconf(snapshot: Any) -> dict[str, str]:
-    """Postfix's values (``postconf -x``: as Postfix uses them, $names expanded)."""
-    values = {}
-    for line in snapshot.text("mail/postconf").splitlines():
-        name, sep, value = line.partition(" = ")
-        if sep:
-            values[name.strip()] = value.strip()
-        elif line.endswith(" ="):
-            values[line[:-2].strip()] = ""
-    return values
+    """Postfix's values in force (``postconf -x``, $names expanded; a parameter that a service
+    of master.cf overrides: the override, see :meth:`kijun.postfix.PostfixConfig.setting`)."""
+    return config(snapshot).effective(PARAMETERS)
+
+
+def source(snapshot: Any, *names: str) -> str:
+    """The file and line that set the first overridden of ``names`` (else the first's)."""
+    return config(snapshot).source(*names)
 
 
 def words(value: str | None) -> list[str]:
@@ -231,7 +253,8 @@ def test_relay_restrictions_reject_unauth_destination(snapshot, expected, audit)
             "smtpd_relay_restrictions": restrictions,
             **({"before it": loose} if loose else {}),
         },
-        message="Postfix decides relaying by smtpd_relay_restrictions (postconf -x)",
+        message="Postfix decides relaying by smtpd_relay_restrictions (postconf -x, -P)",
+        source=source(snapshot, "smtpd_relay_restrictions"),
     )
 
 
@@ -261,6 +284,7 @@ def test_open_relay_probe_rejected(
         },
         message="SMTP transcripts: mail/smtp_outside, mail/smtp_inside"
         + ("" if not outside["error"] else f"; {NOT_ANSWERING}"),
+        source=source(snapshot, "smtpd_relay_restrictions", "mynetworks"),
     )
 
 
@@ -278,7 +302,8 @@ def test_mynetworks_exact(snapshot, expected, audit) -> None:
         got == want and not catch_all,
         expected=want,
         observed={"mynetworks": observed, **({"catch-all": catch_all} if catch_all else {})},
-        message="compared as networks (postconf -x mynetworks)",
+        message="compared as networks (postconf -x mynetworks, postconf -P)",
+        source=source(snapshot, "mynetworks"),
     )
 
 
@@ -294,6 +319,7 @@ def test_relayhost_declared(snapshot, expected, audit, hostvars) -> None:
         observed == want and (bool(want) or direct_ok),
         expected=want or "an upstream relay (direct delivery only in the internet zone)",
         observed=observed if observed else "(empty: direct delivery)",
+        source=source(snapshot, "relayhost"),
     )
 
 
@@ -320,6 +346,7 @@ def test_message_size_limit(snapshot, expected, audit, hostvars) -> None:
         },
         message="SMTP transcript: mail/smtp_size"
         + ("" if answered else f"; {NOT_ANSWERING}: configuration alone"),
+        source=source(snapshot, "message_size_limit"),
     )
 
 
@@ -328,6 +355,7 @@ def test_mailbox_size_limit(snapshot, expected, audit) -> None:
     audit.equal(
         integer(postconf(snapshot).get("mailbox_size_limit")),
         int(expected["mail_relay_mailbox_size_limit"]),
+        source=source(snapshot, "mailbox_size_limit"),
     )
 
 
@@ -343,6 +371,7 @@ def test_mailbox_limit_not_below_message_limit(snapshot, expected, audit) -> Non
         ok,
         expected="mailbox_size_limit 0 (none) or >= message_size_limit (0: none)",
         observed={"mailbox_size_limit": mailbox, "message_size_limit": message},
+        source=source(snapshot, "mailbox_size_limit", "message_size_limit"),
     )
 
 
@@ -363,6 +392,7 @@ def test_disable_vrfy_command(snapshot, expected, audit, hostvars) -> None:
         expected={"disable_vrfy_command": "yes", "VRFY": 502},
         observed={"disable_vrfy_command": configured, "VRFY": live},
         message="SMTP transcript: mail/smtp_outside",
+        source=source(snapshot, "disable_vrfy_command"),
     )
 
 
@@ -375,6 +405,7 @@ def test_smtpd_helo_required(snapshot, expected, audit, hostvars) -> None:
         expected={"smtpd_helo_required": "yes", "MAIL before HELO": 503},
         observed={"smtpd_helo_required": configured, "MAIL before HELO": live},
         message="SMTP transcript: mail/smtp_outside",
+        source=source(snapshot, "smtpd_helo_required"),
     )
 
 
@@ -382,6 +413,11 @@ def test_smtpd_helo_required(snapshot, expected, audit, hostvars) -> None:
 def test_smtpd_banner_minimal(snapshot, expected, audit, hostvars) -> None:
     values = postconf(snapshot)
     raw = snapshot.text("mail/postconf_raw").strip()
+    overridden = config(snapshot).setting("smtpd_banner").service
+    if overridden is not None:  # the service's -o value as written ($names not expanded)
+        raw = pf.parse_overrides(snapshot.text("mail/postconf_services_raw"))[overridden][
+            "smtpd_banner"
+        ]
     banner = values.get("smtpd_banner", "")
     software = [w for w in (values.get("mail_name"), values.get("mail_version")) if w]
     shown = [w for w in software if w.lower() in banner.lower()]
@@ -394,6 +430,7 @@ def test_smtpd_banner_minimal(snapshot, expected, audit, hostvars) -> None:
         expected={"smtpd_banner": expected["mail_relay_smtpd_banner"], "names the software": []},
         observed={"smtpd_banner": raw, "names the software": shown, "greeting": live},
         message="SMTP transcript: mail/smtp_outside",
+        source=source(snapshot, "smtpd_banner"),
     )
 
 
@@ -419,6 +456,9 @@ def _rate_check(snapshot: Any, expected: dict[str, Any], audit: Any, kind: str) 
         expected={name: want, "per": "60s", "exempt clients": "none (mynetworks included)"},
         observed=observed,
         message="Postfix exempts mynetworks unless smtpd_client_event_limit_exceptions is empty",
+        source=source(
+            snapshot, name, "anvil_rate_time_unit", "smtpd_client_event_limit_exceptions"
+        ),
     )
 
 

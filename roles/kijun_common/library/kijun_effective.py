@@ -52,6 +52,18 @@ options:
   pattern:
     description: With O(format=pattern), a Python regular expression searched in each line.
     type: str
+  remove:
+    description:
+      - C(line) comments out the whole line that assigns an owned key (or matches O(pattern)).
+      - C(match), with O(format=pattern), removes only the text each match covers, for files
+        whose lines carry several settings (Postfix master.cf, where a service line and its
+        continuation lines hold C(-o name=value) options); a comment line
+        C(# kijun(LABEL\) neutralised: MATCH) is put before the line, and a line left blank is
+        replaced by that comment. Use it only for files where a comment line between the lines
+        of one entry is allowed (master.cf: yes).
+    type: str
+    choices: [line, match]
+    default: line
   section:
     description: With O(format=equals), only assignments inside this C([section]) count.
     type: str
@@ -149,9 +161,12 @@ def competing(lines, params):
         if not text or text[0] in comment:
             continue
         if matcher is not None:
-            match = matcher.search(raw)
-            if match:
-                found.append((i, match.group(0).strip()))
+            if params.get("remove") == "match":
+                found.extend((i, m.group(0).strip()) for m in matcher.finditer(raw))
+            else:
+                match = matcher.search(raw)
+                if match:
+                    found.append((i, match.group(0).strip()))
             continue
         if section and current != section:
             continue
@@ -159,6 +174,27 @@ def competing(lines, params):
         if key is not None and fold(key) in owned:
             found.append((i, key))
     return found
+
+
+def without_matches(raw, matcher, comment_line):
+    """The lines that replace ``raw`` when only the matches are removed: a comment naming them,
+    then what is left of the line (nothing if only whitespace is left). Each match goes with
+    the blanks before it; the line keeps its indentation (a continuation line stays one)."""
+    body = raw.rstrip("\r\n")
+    ending = raw[len(body):] or "\n"
+    text = body.lstrip()
+    indent = body[: len(body) - len(text)]
+    spans = [m.span() for m in matcher.finditer(body) if m.end() > m.start()]
+    kept, at = [], len(indent)
+    for start, end in spans:
+        cut = start
+        while cut > at and body[cut - 1] in " \t":
+            cut -= 1
+        kept.append(body[at:cut])
+        at = max(at, end)
+    kept.append(body[at:])
+    rest = indent + "".join(kept).lstrip(" \t").rstrip()
+    return [comment_line + ending] + ([rest + ending] if rest.strip() else [])
 
 
 def write_atomically(path, text):
@@ -185,6 +221,7 @@ def main():
             "format": {"type": "str", "choices": ["equals", "space", "pattern"],
                        "default": "equals"},
             "pattern": {"type": "str"},
+            "remove": {"type": "str", "choices": ["line", "match"], "default": "line"},
             "section": {"type": "str"},
             "ignore_case": {"type": "bool", "default": False},
             "comment": {"type": "str", "default": "#;"},
@@ -195,6 +232,8 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    if p["remove"] == "match" and p["format"] != "pattern":
+        module.fail_json(msg="kijun_effective: remove=match needs format=pattern")
     if p["format"] != "pattern" and not p["keys"]:
         module.fail_json(msg="kijun_effective: keys is empty: name the settings the role owns")
     own = set(expand(p["own"])) | {os.path.realpath(x) for x in expand(p["own"])}
@@ -214,12 +253,23 @@ def main():
         if not found:
             continue
         backup = os.path.join(p["backup_dir"], stamp, path.lstrip("/"))
-        for i, key in found:
-            original = lines[i].rstrip("\r\n")
-            neutralised.append({"path": path, "line": i + 1, "key": key,
-                                "text": original.strip(), "backup": backup})
-            ending = lines[i][len(original):] or "\n"
-            lines[i] = f"# kijun({p['label']}) neutralised: {original.strip()}{ending}"
+        if p["remove"] == "match":
+            matcher = re.compile(p["pattern"])
+            replaced = {}
+            for i, key in found:
+                neutralised.append({"path": path, "line": i + 1, "key": key,
+                                    "text": key, "backup": backup})
+                replaced.setdefault(i, []).append(key)
+            for i in sorted(replaced, reverse=True):
+                note = f"# kijun({p['label']}) neutralised: {' '.join(replaced[i])}"
+                lines[i:i + 1] = without_matches(lines[i], matcher, note)
+        else:
+            for i, key in found:
+                original = lines[i].rstrip("\r\n")
+                neutralised.append({"path": path, "line": i + 1, "key": key,
+                                    "text": original.strip(), "backup": backup})
+                ending = lines[i][len(original):] or "\n"
+                lines[i] = f"# kijun({p['label']}) neutralised: {original.strip()}{ending}"
         after = "".join(lines)
         diffs.append({"before_header": path, "after_header": path,
                       "before": before, "after": after})

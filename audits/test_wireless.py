@@ -27,6 +27,8 @@ from typing import Any
 
 import pytest
 
+from kijun import modprobe, unitfile
+
 _SECRETS = (
     "auth_server_shared_secret|acct_server_shared_secret|sae_password|wpa_passphrase|wpa_psk"
     "|wep_key[0-3]|radius_das_client|psk|password|private_key_passwd|private-key-password"
@@ -50,11 +52,13 @@ COLLECT = {
         "/etc/network/interfaces.d/* 2>/dev/null | sed 's/^/ifupdown /'; true"
     ),
     "wireless/modules": (
-        "modprobe --showconfig 2>/dev/null "
-        "| grep -E '^(install|blacklist) (cfg80211|mac80211)( |$)'; "
         "[ -r /proc/modules ] && grep -E '^(cfg80211|mac80211) ' /proc/modules "
         "| sed 's/^/loaded /'; true"
     ),
+    "wireless/hostapd_unit": "systemctl cat hostapd.service",
+    "wireless/hostapd_default": "grep -n '' /etc/default/hostapd 2>/dev/null; true",
+    "wireless/modprobe_showconfig": modprobe.SHOWCONFIG,
+    "wireless/modprobe_files": modprobe.FILES,
     "wireless/processes": (
         'for c in /proc/[0-9]*/comm; do read -r n < "$c" && echo "process $n"; done '
         f"2>/dev/null | sort -u | grep -Ex 'process ({'|'.join(DAEMONS)})' || true"
@@ -149,6 +153,80 @@ def hostapd_bsses(snapshot: Any) -> list[Bss]:
             current.radius[-1] = current.radius[-1].rsplit(":", 1)[0] + f":{value}"
         current.settings[name] = value
     return out
+
+
+HOSTAPD_CONF = "/etc/hostapd/hostapd.conf"
+HOSTAPD_DEFAULT = "/etc/default/hostapd"
+# hostapd's options that take an argument (hostapd 2.10); its other words are files to read.
+_HOSTAPD_ARG_OPTIONS = {"-P", "-e", "-f", "-g", "-G", "-i", "-b", "-r", "-z"}
+_VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+
+@dataclass
+class HostapdService:
+    """The configuration files hostapd.service starts hostapd with, each with the ``path:line``
+    that named it (the ExecStart line, or the assignment of the variable it uses), and what
+    could not be read (an unreadable unit, another environment file, not one ExecStart)."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        return next(iter(self.files.values()), "")
+
+
+def hostapd_service(snapshot: Any) -> HostapdService:
+    """Read hostapd.service as systemd runs it: its unit and drop-ins (``systemctl cat``),
+    ``Environment=`` then the ``EnvironmentFile=`` (which overrides it), and the variables
+    expanded in the one ``ExecStart=`` (``$VAR`` splits into words, ``${VAR}`` is one word)."""
+    out = HostapdService()
+    unit = snapshot["wireless/hostapd_unit"]
+    if unit.rc != 0 or not unit.stdout.strip():
+        out.problems.append("systemctl cat hostapd.service printed no unit")
+        return out
+    found = unitfile.assignments(
+        unit.stdout, "Service", ("ExecStart", "Environment", "EnvironmentFile")
+    )
+    env = unitfile.environment(found)
+    for a in found:
+        if a.key != "EnvironmentFile":
+            continue
+        if a.value.lstrip("-") == HOSTAPD_DEFAULT:
+            text = snapshot.text("wireless/hostapd_default")
+            env.update(unitfile.environment_file(text, HOSTAPD_DEFAULT))
+        else:
+            out.problems.append(f"environment file {a.value} ({a.source}) not read by the audit")
+    starts = [a for a in found if a.key == "ExecStart"]
+    if len(starts) != 1:
+        out.problems.append(f"{len(starts)} ExecStart lines: {[str(a) for a in starts]}")
+        return out
+    words: list[tuple[str, str]] = []  # (word, where it came from)
+    for word in starts[0].value.lstrip("-@:+!").split():
+        m = _VARIABLE.fullmatch(word)
+        if m and m.group(2):  # $VAR: its value splits into words
+            var = env.get(m.group(2))
+            words += [(w, var.source) for w in (var.value.split() if var else [])]
+        elif m:  # ${VAR}: one word, empty when unset
+            var = env.get(m.group(1))
+            if var and var.value:
+                words.append((var.value, var.source))
+        else:
+            words.append((_VARIABLE.sub(lambda v: _env_value(env, v), word), starts[0].source))
+    skip = True  # argv[0]
+    for word, source in words:
+        if skip:
+            skip = False
+        elif word in _HOSTAPD_ARG_OPTIONS:
+            skip = True
+        elif not word.startswith("-"):
+            out.files[word] = source
+    return out
+
+
+def _env_value(env: dict[str, unitfile.Assignment], m: re.Match[str]) -> str:
+    var = env.get(m.group(1) or m.group(2))
+    return var.value if var else ""
 
 
 def _guest(expected: dict[str, Any]) -> str:
@@ -267,12 +345,23 @@ def _declared(expected: dict[str, Any], hostvars: Any) -> dict[str, str]:
 
 @pytest.mark.control("WL-03")
 def test_hostapd_ssids_declared(snapshot, expected, audit, hostvars) -> None:
+    """Only the declared SSIDs, from the role's file, which hostapd.service reads and no other
+    (a DAEMON_CONF in /etc/default/hostapd or a drop-in would make it offer another file's)."""
     offered = sorted(b.ssid for b in hostapd_bsses(snapshot))
     want = sorted(_declared(expected, hostvars))
+    service = hostapd_service(snapshot)
+    reads = sorted(service.files)
     audit.expect(
-        offered == want,
-        expected=want,
-        observed={"offered": offered, "not declared": sorted(set(offered) - set(want))},
+        offered == want and reads == [HOSTAPD_CONF] and not service.problems,
+        expected={"SSIDs": want, "hostapd.service reads": [HOSTAPD_CONF]},
+        observed={
+            "offered": offered,
+            "not declared": sorted(set(offered) - set(want)),
+            "hostapd.service reads": service.files or "nothing it could name",
+            **({"unreadable": service.problems} if service.problems else {}),
+        },
+        source=next((src for f, src in service.files.items() if f != HOSTAPD_CONF), "")
+        or service.source,
     )
 
 
@@ -535,24 +624,41 @@ def test_no_wireless_daemons(snapshot, expected, audit) -> None:
     audit.equal(found, [], message="neither hostapd nor wpa_supplicant runs or is configured")
 
 
+REFUSING = ("/bin/false", "/bin/true", "/usr/bin/false", "/usr/bin/true")
+WIRELESS_MODULES = ("cfg80211", "mac80211")
+
+
 @pytest.mark.control("WL-06")
 def test_wireless_modules_disabled(snapshot, expected, audit) -> None:
-    lines = snapshot.text("wireless/modules").splitlines()
-    observed: dict[str, list[str]] = {}
-    for module in ("cfg80211", "mac80211"):
-        observed[module] = [ln for ln in lines if ln.split()[1:2] == [module]]
-    blocked = {
-        m: any(
-            ln.startswith(f"install {m} ")
-            and ln.split()[2:3]
-            in (["/bin/false"], ["/bin/true"], ["/usr/bin/false"], ["/usr/bin/true"])
-            for ln in found
-        )  # fmt: skip
-        and not any(ln.startswith("loaded ") for ln in found)
-        for m, found in observed.items()
-    }
+    """The install command in force for each module (modprobe's first matching ``install``
+    line, kijun.modprobe) refuses to load it, and it is not loaded; the source is the file and
+    line that set the command in force (the first that does not refuse, when one does not)."""
+    files = modprobe.read_files(snapshot.text("wireless/modprobe_files"))
+    shown = modprobe.showconfig_installs(snapshot.text("wireless/modprobe_showconfig"))
+    loaded = [
+        ln for ln in snapshot.text("wireless/modules").splitlines() if ln.startswith("loaded ")
+    ]
+    observed: dict[str, Any] = {}
+    good: list[str] = []  # where each refusing command in force was set
+    bad: list[str] = []  # where a command in force that loads the module was set
+    for module in WIRELESS_MODULES:
+        found = modprobe.effective_install(module, files, shown)
+        refused = (found.command or "").split()[:1] in [[c] for c in REFUSING]
+        observed[module] = {
+            "install": found.command or "(none: the module loads)",
+            "set in": found.source or "(not found in the files modprobe reads)",
+        }
+        if refused and found.source:
+            good.append(found.source)
+        else:
+            bad.append(found.source)
+    ok = not loaded and not bad
+    if loaded:
+        observed["loaded"] = loaded
     audit.expect(
-        all(blocked.values()),
-        expected="cfg80211 and mac80211 cannot be loaded (install /bin/false) and are not loaded",
+        ok,
+        expected="cfg80211 and mac80211 cannot be loaded (install /bin/false in force) and are "
+        "not loaded",
         observed=observed,
+        source=next((b for b in bad if b), "") if bad else good[0],
     )

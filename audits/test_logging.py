@@ -3,10 +3,11 @@ central collector and reception on it.
 
 Configuration is read as the tools themselves read it: ``systemd-analyze cat-config`` for
 journald (the last assignment wins; the main file's commented lines are the compiled-in
-defaults), ``rsyslogd -N1 -o`` for rsyslog's full configuration (kijun.rsyslog), and
+defaults; kijun.journald), ``rsyslogd -N1 -o`` for rsyslog's full configuration (kijun.rsyslog), and
 ``logrotate -d`` for each log's rotation, completed with kijun's reading of the logrotate files
 for what logrotate 3.21 does not print (kijun.logrotate; retention = rotations x period,
-bounded by maxage).
+bounded by maxage). Each check of a setting names in ``source`` the file and line that set the
+value in force (the winner among the drop-ins and includes the service reads).
 
 The managed logs are the files rsyslog writes (its static file actions) and, on collectors,
 the per-host files under log_retention_collector_directory.
@@ -29,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from kijun import journald as jd
 from kijun import logrotate as lr
 from kijun import rsyslog as rs
 
@@ -69,7 +71,7 @@ w=$(rsyslogd -N1 -o /dev/stdout 2>/dev/null \
 
 UNITS = ("rsyslog.service",)  # read with every module's units in one systemctl call
 COLLECT = {
-    "logging/journald_conf": "systemd-analyze cat-config systemd/journald.conf",
+    **jd.COLLECT,
     "logging/journal_files": (
         "m=$(cat /etc/machine-id); "
         "stat -c '%F|%U|%G|%a|%n' /var/log/journal /var/log/journal/$m "
@@ -91,29 +93,10 @@ COLLECT = {
 # --- reading the snapshot ---------------------------------------------------------------------
 
 
-def _journald(snapshot: Any) -> dict[str, str]:
-    """journald's effective settings: the last assignment, else the compiled-in default."""
-    defaults: dict[str, str] = {}
-    values: dict[str, str] = {}
-    files = 0
-    section = ""
-    for raw in snapshot.text("logging/journald_conf").splitlines():
-        line = raw.strip()
-        if re.match(r"^# /\S+\.conf$", line):
-            files += 1
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1]
-            continue
-        if section != "Journal":
-            continue
-        default = re.match(r"^#([A-Z][A-Za-z]+)=(.*)$", line)
-        if default and files == 1:
-            defaults[default.group(1)] = default.group(2).strip()
-        elif not line.startswith(("#", ";")) and "=" in line:
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
-    return {**defaults, **values}
+def _journald(snapshot: Any) -> jd.Config:
+    """journald's effective settings, each with the file and line that set it (kijun.journald):
+    the last assignment, else the compiled-in default."""
+    return jd.read_cat_config(snapshot.text("logging/journald_conf"))
 
 
 _SPAN = {
@@ -215,6 +198,11 @@ def _mode_within(mode: str | None, limit: str) -> bool:
         return False
 
 
+def _sources(found: Any) -> str:
+    """The distinct ``path:line`` places among ``found``, in order, as one string."""
+    return ", ".join(dict.fromkeys(s for s in found if s))
+
+
 def _retention_text(days: float | None) -> Any:
     if days is None:
         return "depends on the log volume (rotated by size)"
@@ -226,7 +214,8 @@ def _retention_text(days: float | None) -> Any:
 
 @pytest.mark.control("LG-01")
 def test_journald_storage_persistent(snapshot, expected, audit) -> None:
-    audit.equal(_journald(snapshot).get("Storage"), "persistent")
+    conf = _journald(snapshot)
+    audit.equal(conf.get("Storage"), "persistent", source=conf.source("Storage"))
 
 
 @pytest.mark.control("LG-01")
@@ -247,7 +236,8 @@ def test_journal_directory_present(snapshot, expected, audit) -> None:
 
 @pytest.mark.control("LG-01")
 def test_journald_max_retention(snapshot, expected, audit) -> None:
-    observed = _journald(snapshot).get("MaxRetentionSec") or None
+    conf = _journald(snapshot)
+    observed = conf.get("MaxRetentionSec") or None
     want = expected["log_retention_journald_max_retention"]
     audit.expect(
         timespan_seconds(observed) is not None
@@ -255,26 +245,34 @@ def test_journald_max_retention(snapshot, expected, audit) -> None:
         expected=want,
         observed=observed,
         message="MaxRetentionSec compared as a systemd time span",
+        source=conf.source("MaxRetentionSec"),
     )
 
 
 @pytest.mark.control("LG-01")
 def test_journald_system_max_use(snapshot, expected, audit) -> None:
-    observed = _journald(snapshot).get("SystemMaxUse") or None
+    conf = _journald(snapshot)
+    observed = conf.get("SystemMaxUse") or None
     want = expected["log_retention_journald_system_max_use"]
     audit.expect(
         size_bytes(observed) is not None and size_bytes(observed) == size_bytes(want),
         expected=want,
         observed=observed,
         message="SystemMaxUse compared in bytes",
+        source=conf.source("SystemMaxUse"),
     )
 
 
 @pytest.mark.control("LG-01")
 def test_journald_compress(snapshot, expected, audit) -> None:
-    observed = _journald(snapshot).get("Compress", "yes")
+    conf = _journald(snapshot)
+    # Compress defaults to yes; but a configuration that could not be read is never a pass.
+    observed = conf.get("Compress", "yes") if conf.files else None
     audit.expect(
-        observed.lower() not in ("no", "false", "0", "off"), expected="yes", observed=observed
+        observed is not None and observed.lower() not in ("no", "false", "0", "off"),
+        expected="yes",
+        observed=observed if conf.files else "journald's configuration not read",
+        source=conf.source("Compress"),
     )
 
 
@@ -294,7 +292,8 @@ def test_rsyslog_active(snapshot, expected, audit) -> None:
 @pytest.mark.control("LG-02")
 def test_rsyslog_receives_journal(snapshot, expected, audit) -> None:
     conf = _rsyslog(snapshot)
-    forward = _journald(snapshot).get("ForwardToSyslog", "no")
+    journald = _journald(snapshot)
+    forward = journald.get("ForwardToSyslog", "no") or "no"
     uxsock = conf.modules.get("imuxsock")
     socket_on = uxsock is not None and uxsock.get("syssock.use", "on").lower() not in ("off", "0")
     configured = "imjournal" in conf.modules or (socket_on and forward.lower() in ("yes", "1"))
@@ -310,6 +309,7 @@ def test_rsyslog_receives_journal(snapshot, expected, audit) -> None:
             "probe": marker,
             "probe found in": written or local or None,
         },
+        source=journald.source("ForwardToSyslog"),
     )
 
 
@@ -336,10 +336,12 @@ def test_logrotate_covers_syslog_files(snapshot, expected, audit) -> None:
     rotations, _ = _rotations(snapshot)
     managed = _managed(snapshot)
     uncovered = [f for f in managed if lr.rotation_for(f, rotations) is None]
+    found = [lr.rotation_for(f, rotations) for f in managed]
     audit.expect(
         bool(managed) and not uncovered,
         expected="every file rsyslog writes is rotated by logrotate",
         observed={"files": managed, "not rotated": uncovered},
+        source=_sources(r.source for r in found if r),
     )
 
 
@@ -349,10 +351,12 @@ def test_logrotate_retention_days(snapshot, expected, audit) -> None:
     want = expected["log_retention_days"]
     observed: dict[str, Any] = {}
     short = []
+    places: dict[str, str] = {}
     for path in _managed(snapshot):
         rot = lr.rotation_for(path, rotations)
         days = lr.retention_days(rot) if rot else None
         observed[path] = _retention_text(days) if rot else "not rotated"
+        places[path] = rot.source if rot else ""
         if rot is None or days is None or days < want or not rot.verified:
             short.append(path)
     unclear = [p for p in short if observed[p] != "not rotated"] and problems
@@ -361,6 +365,7 @@ def test_logrotate_retention_days(snapshot, expected, audit) -> None:
         expected=f">= {want} days each",
         observed={"days": observed, **({"unclear": unclear} if unclear else {})},
         message="retention = rotations x period, bounded by maxage (kijun.logrotate)",
+        source=_sources(places[p] for p in (short or places)),
     )
 
 
@@ -369,13 +374,16 @@ def test_logrotate_compress(snapshot, expected, audit) -> None:
     rotations, _ = _rotations(snapshot)
     want = bool(expected["log_retention_compress"])
     observed = {}
+    places = []
     for path in _managed(snapshot):
         rot = lr.rotation_for(path, rotations)
         observed[path] = rot.compress if rot else "not rotated"
+        places.append(rot.source if rot else "")
     audit.expect(
         bool(observed) and all(v is want for v in observed.values()),
         expected=f"compress {want} for each",
         observed=observed,
+        source=_sources(places),
     )
 
 
@@ -432,22 +440,28 @@ def test_rsyslog_file_create_mode(snapshot, expected, audit) -> None:
     conf = _rsyslog(snapshot)
     observed = {}
     bad = []
+    places: dict[str, list[str]] = {}
     for action in conf.actions:
         if action.type != "omfile":
             continue
         attrs = conf.file_attributes(action)
         name = action.file or f"dynaFile {action.params.get('dynafile')}"
         observed[name] = f"{attrs['filecreatemode']} {attrs['fileowner']}:{attrs['filegroup']}"
-        if not (
-            _mode_within(attrs["filecreatemode"], limit)
-            and attrs["fileowner"] == "root"
-            and attrs["filegroup"] in groups
-        ):
+        where = conf.file_attribute_sources(action)
+        ok = {
+            "filecreatemode": _mode_within(attrs["filecreatemode"], limit),
+            "fileowner": attrs["fileowner"] == "root",
+            "filegroup": attrs["filegroup"] in groups,
+        }
+        # Where the values in force were set: those that break the limit, else all of them.
+        places[name] = [where[k] for k in ok if not ok[k]] or list(where.values())
+        if not all(ok.values()):
             bad.append(name)
     audit.expect(
         bool(observed) and not bad,
         expected=f"{limit} root:{expected['log_retention_file_group']} or stricter",
         observed=observed,
+        source=_sources(s for name in (bad or places) for s in places[name]),
     )
 
 
@@ -462,11 +476,13 @@ def test_logrotate_create_mode(snapshot, expected, audit) -> None:
         paths.append(_sample_path(template))
     observed: dict[str, Any] = {}
     bad = []
+    places: dict[str, str] = {}
     for path in paths:
         rot = lr.rotation_for(path, rotations)
         if rot is None:
             observed[path] = "not rotated"
             continue
+        places[path] = rot.source
         if rot.copytruncate or not rot.create:
             # The file is not recreated by logrotate: kept (copytruncate) or left to rsyslog,
             # whose create mode rsyslog_file_create_mode checks.
@@ -480,6 +496,7 @@ def test_logrotate_create_mode(snapshot, expected, audit) -> None:
         bool(observed) and not bad,
         expected=f"create {limit} root {expected['log_retention_file_group']} or stricter",
         observed=observed,
+        source=_sources(places[p] for p in (bad or places)),
     )
 
 
@@ -598,10 +615,15 @@ def test_rsyslog_queue_disk_assisted(snapshot, expected, audit) -> None:
             == size_bytes(want, rsyslog=True)
             and p.get("action.resumeretrycount") == "-1"
         )
+    conf = _rsyslog(snapshot)
     audit.expect(
         ok,
         expected=f"disk-assisted queue, maxDiskSpace {want}, retried for ever",
         observed={"forward": observed or None, "work directory": directory},
+        source=_sources(
+            [a.source for a in actions]
+            + [conf.sources.get("global.workdirectory") or conf.sources.get("$workdirectory")]
+        ),
     )
 
 
@@ -613,6 +635,7 @@ def test_rsyslog_queue_save_on_shutdown(snapshot, expected, audit) -> None:
         bool(actions) and all((v or "").lower() in ("on", "yes", "1") for v in observed),
         expected="queue.saveOnShutdown on",
         observed=observed or None,
+        source=_sources(a.source for a in actions),
     )
 
 
@@ -724,4 +747,5 @@ def test_collector_retention_days(snapshot, expected, audit) -> None:
             "days": _retention_text(days) if rot else None,
             **({"unclear": problems} if rot and not rot.verified else {}),
         },
+        source=rot.source if rot else "",
     )

@@ -83,6 +83,7 @@ class Rotation:
     nocreate: bool | None = None
     copytruncate: bool | None = None
     verified: bool = False  # kijun's reading of the files agrees with logrotate's on this block
+    source: str = ""  # "path:line" of the block in kijun's reading of the files ("": not found)
 
     def covers(self, path: str) -> bool:
         return any(fnmatch.fnmatchcase(path, p) for p in self.patterns)
@@ -366,6 +367,7 @@ def combine(debug: Debug, blocks: Iterable[ConfigBlock]) -> tuple[list[Rotation]
                 nocreate=match.nocreate,
                 copytruncate=match.copytruncate,
                 verified=agree,
+                source=f"{match.file}:{match.line}",
             )
         )
     for b in remaining:

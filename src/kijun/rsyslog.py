@@ -13,12 +13,20 @@ rules (checked against rsyslogd 8.2302): a legacy action takes the legacy ``$Fil
 ignores them and takes its own parameters, else those of ``module(load="builtin:omfile")``, else
 rsyslog's defaults (0644, the daemon's user and group). Legacy ``$Action...`` queue settings apply
 to the next legacy action only.
+
+Where each statement comes from: the output marks each file it reads (``##### BEGIN CONFIG:
+PATH``, ``##### END   CONFIG: PATH``; an include's files are announced together and then read in
+name order, each ending at its END line). :func:`origins` maps the output's lines back to
+``path:line``, so that an action (``Action.source``), a legacy setting (``Config.sources``) and
+the file attributes of an action (``Config.file_attribute_sources``) name the file and line that
+set them.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 OBJECTS = (
     "module", "input", "action", "template", "global", "ruleset", "main_queue", "parser",
@@ -55,6 +63,9 @@ class Action:
     conditions: tuple[str, ...]  # selectors and if-conditions it runs under; () means none
     line: int
     legacy: bool
+    source: str = ""  # "path:line" of the statement in its configuration file
+    # "path:line" of the legacy $File... settings a legacy omfile action took (lower-cased key).
+    attribute_sources: dict[str, str] = field(default_factory=dict)
 
     @property
     def file(self) -> str | None:
@@ -76,6 +87,8 @@ class Config:
     settings: dict[str, str] = field(default_factory=dict)  # last $Directive / global() values
     allowed_senders: dict[str, list[str]] = field(default_factory=dict)  # protocol -> senders
     problems: list[str] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)  # setting -> "path:line" (last one)
+    module_sources: dict[str, str] = field(default_factory=dict)  # module -> "path:line"
 
     @property
     def work_directory(self) -> str | None:
@@ -92,6 +105,62 @@ class Config:
             key: action.params.get(key) or module.get(key) or default
             for key, default in FILE_DEFAULTS.items()
         }
+
+    def file_attribute_sources(self, action: Action) -> dict[str, str]:
+        """Where each of :meth:`file_attributes` was set (``path:line``; "" for rsyslog's
+        default): the action itself, the legacy setting in force above it, or the module."""
+        module = self.modules.get("builtin:omfile", {})
+        out = {}
+        for key in FILE_DEFAULTS:
+            if key in action.attribute_sources:
+                out[key] = action.attribute_sources[key]
+            elif action.params.get(key):
+                out[key] = action.source
+            elif module.get(key):
+                out[key] = self.module_sources.get("builtin:omfile", "")
+            else:
+                out[key] = ""
+        return out
+
+
+_BEGIN = re.compile(r"^##### BEGIN CONFIG: (\S+)")
+_END = re.compile(r"^##### END\s+CONFIG: (\S+)")
+_INCLUDE = re.compile(r"^\s*(\$includeconfig\b|include\s*\()", re.I)
+
+
+def origins(text: str) -> list[str]:
+    """For each line of ``rsyslogd -N1 -o`` output, the ``path:line`` it was read from ("" for
+    the markers and the blank lines rsyslog adds around them).
+
+    rsyslog announces an include's files together (BEGIN lines, in reverse name order), then
+    reads them in name order, each ending at its END line, and then goes on with the including
+    file, whose include line ends in the first line after the last END."""
+    lines = text.splitlines()
+    out = [""] * len(lines)
+    stack: list[list[Any]] = []  # [path, lines counted, last line was an include statement]
+    resumed = False
+    for i, line in enumerate(lines):
+        begin, end = _BEGIN.match(line), _END.match(line)
+        if begin:
+            stack.append([begin.group(1), 0, False])
+            continue
+        if end:
+            while stack and stack.pop()[0] != end.group(1):
+                pass
+            resumed = bool(stack) and stack[-1][2]
+            continue
+        following = lines[i + 1] if i + 1 < len(lines) else ""
+        if not stack or (not line.strip() and (_BEGIN.match(following) or _END.match(following))):
+            continue
+        if resumed:
+            resumed = False
+            if not line.strip():  # the rest of the include line
+                continue
+        top = stack[-1]
+        top[1] += 1
+        top[2] = bool(_INCLUDE.match(line))
+        out[i] = f"{top[0]}:{top[1]}"
+    return out
 
 
 def _read_value(text: str, i: int) -> tuple[str, int]:
@@ -205,18 +274,34 @@ _SELECTOR = re.compile(r"^(?:[\w*,]+\.[!=<>]*[\w*]+;?)+$")
 def parse(text: str) -> Config:
     """The statements of a full rsyslog configuration (``rsyslogd -N1 -o FILE``)."""
     conf = Config()
+    where = origins(text)
+
+    def origin(at: int) -> str:
+        index = text.count("\n", 0, at)
+        return where[index] if index < len(where) else ""
+
     legacy: dict[str, str] = {}
+    legacy_sources: dict[str, str] = {}
     next_action: dict[str, str] = {}
     stack: list[tuple[str, str | None]] = []  # ("ruleset", name) | ("if", condition) | ...
     pending: list[str] = []  # conditions of the single statement after `if ... then`
     i = 0
 
-    def add(kind: str, params: dict[str, str], at: int, is_legacy: bool) -> None:
+    def add(
+        kind: str,
+        params: dict[str, str],
+        at: int,
+        is_legacy: bool,
+        attribute_sources: dict[str, str] | None = None,
+    ) -> None:
         ruleset = next((name for k, name in reversed(stack) if k == "ruleset"), None)
         conditions = tuple(c for k, c in stack if k == "if" and c is not None) + tuple(pending)
         conf.actions.append(
-            Action(kind, params, ruleset, conditions, text.count("\n", 0, at) + 1, is_legacy)
-        )
+            Action(
+                kind, params, ruleset, conditions, text.count("\n", 0, at) + 1, is_legacy,
+                origin(at), attribute_sources or {},
+            )
+        )  # fmt: skip
 
     while True:
         i = _skip_space(text, i)
@@ -228,8 +313,10 @@ def parse(text: str) -> Config:
             word, _, value = text[i:end].strip().partition(" ")
             word, value = word.lower(), value.strip()
             conf.settings[word] = value
+            conf.sources[word] = origin(i)
             if word in _PERSISTENT:
                 legacy[word] = value
+                legacy_sources[word] = origin(i)
             elif word in _NEXT_ACTION:
                 next_action[_NEXT_ACTION[word]] = value
             elif word == "$allowedsender":
@@ -253,11 +340,14 @@ def parse(text: str) -> Config:
             kind = m.group(1).lower()
             params, i = _read_params(text, m.end())
             if kind == "module" and "load" in params:
-                conf.modules[params.pop("load").lower()] = params
+                loaded = params.pop("load").lower()
+                conf.modules[loaded] = params
+                conf.module_sources[loaded] = origin(start)
             elif kind == "input":
                 conf.inputs.append(params)
             elif kind == "global":
                 conf.settings.update({f"global.{k}": v for k, v in params.items()})
+                conf.sources.update({f"global.{k}": origin(start) for k in params})
             elif kind == "template":
                 conf.templates[params.get("name", "")] = params
                 j = _skip_space(text, i)
@@ -319,11 +409,13 @@ def parse(text: str) -> Config:
         else:
             kind, params = _legacy_action(rest)
             params = {**params, **next_action}
+            taken: dict[str, str] = {}
             if kind == "omfile":
                 for key in ("fileowner", "filegroup", "filecreatemode", "dircreatemode"):
-                    if f"${key}" in legacy:
-                        params.setdefault(key, legacy[f"${key}"])
-            add(kind, params, start, True)
+                    if f"${key}" in legacy and key not in params:
+                        params[key] = legacy[f"${key}"]
+                        taken[key] = legacy_sources[f"${key}"]
+            add(kind, params, start, True, taken)
             next_action = {}
             i = end
         pending = []

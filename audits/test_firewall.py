@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from kijun import ruleset
+from kijun import ruleset, unitfile
 from kijun.audit_plugin import STATE
 from kijun.ruleset import Packet, Rule
 
@@ -55,6 +55,8 @@ COLLECT = {
     "firewall/nftables_conf_stat": f"stat -c '%a %U %G' {CONF}",
     "firewall/nftables_enabled": "systemctl is-enabled nftables.service",
     "firewall/nftables_active": "systemctl is-active nftables.service",
+    # The unit and its drop-ins, each after a "# /path" header: what loads the ruleset (FW-05).
+    "firewall/nftables_unit": "systemctl cat nftables.service",
     "firewall/other_managers": (
         f"for u in {' '.join(OTHER_MANAGERS)}; do "
         'echo "unit $u $(systemctl is-active "$u.service") $(systemctl is-enabled "$u.service")";'
@@ -455,15 +457,40 @@ def test_listening_ports_declared(snapshot, expected, audit) -> None:
 # --- FW-05 -----------------------------------------------------------------------------------
 
 
+def ruleset_loaders(snapshot: Any) -> tuple[list[unitfile.Assignment], list[unitfile.Assignment]]:
+    """The commands nftables.service runs to load rules (from its unit and drop-ins), and
+    those of them that load anything but nftables.conf. An unreadable unit loads nothing."""
+    out = snapshot["firewall/nftables_unit"]
+    commands = ruleset.unit_commands(out.stdout) if out.rc == 0 else []
+    return commands, ruleset.loads_only(commands, CONF)
+
+
+def loader_source(snapshot: Any) -> str:
+    """Where the ruleset in force came from: the first command that loads something else, or
+    else the ExecStart that loads nftables.conf (path:line of the unit or drop-in)."""
+    commands, bad = ruleset_loaders(snapshot)
+    if bad:
+        return next((c.source for c in bad if c.source), "")
+    return next((c.source for c in commands if c.key == "ExecStart"), "")
+
+
 @pytest.mark.control("FW-05")
 def test_nftables_service_enabled(snapshot, expected, audit) -> None:
+    commands, bad = ruleset_loaders(snapshot)
     audit.equal(
         {
             "enabled": snapshot.text("firewall/nftables_enabled").strip(),
             "active": snapshot.text("firewall/nftables_active").strip(),
+            "commands loading anything but nftables.conf": [str(c) for c in bad],
         },
-        {"enabled": "enabled", "active": "active"},
-        message="nftables.service loads /etc/nftables.conf at boot",
+        {
+            "enabled": "enabled",
+            "active": "active",
+            "commands loading anything but nftables.conf": [],
+        },
+        message=f"nftables.service loads {CONF} and nothing else at boot and on reload "
+        f"(systemctl cat: {', '.join(str(c) for c in commands) or 'no command'})",
+        source=loader_source(snapshot),
     )
 
 
@@ -500,6 +527,7 @@ def test_loaded_ruleset_matches_persisted(snapshot, expected, audit) -> None:
         observed=observed,
         message=f"the ruleset in force (nft -s list ruleset) against the one the role loaded "
         f"from {CONF} and recorded in {RECORD_DIR}, with the configuration's SHA-256",
+        source=loader_source(snapshot),
     )
 
 

@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from kijun import unitfile
+
 IPv4Net = ipaddress.IPv4Network
 EVERYWHERE = ipaddress.IPv4Network("0.0.0.0/0")
 VERDICTS = ("accept", "drop", "reject", "jump", "goto", "return", "queue")
@@ -442,3 +444,32 @@ def _match(body: dict[str, Any], fields: dict[str, Any]) -> bool:
         fields["ct_states"] = names
         return True
     return False
+
+
+# --- where the ruleset in force comes from -----------------------------------------------------
+
+# The commands of nftables.service that load rules (ExecStop only flushes).
+LOADING_COMMANDS = ("ExecStartPre", "ExecStart", "ExecStartPost", "ExecReload")
+
+
+def unit_commands(text: str) -> list[unitfile.Assignment]:
+    """The commands of nftables.service that load rules, from ``systemctl cat`` (with the file
+    and line of each)."""
+    return unitfile.assignments(text, "Service", LOADING_COMMANDS)
+
+
+def loads_only(commands: list[unitfile.Assignment], conf: str) -> list[unitfile.Assignment]:
+    """The commands that load anything but ``conf`` with ``nft -f`` (nothing else may load rules:
+    a command that adds rules after the file, or loads another file, is listed), and a missing
+    ExecStart or ExecReload (source "")."""
+    allowed = {"ExecStart", "ExecReload"}
+    bad = []
+    for c in commands:
+        words = c.value.lstrip("-@:+!").split()
+        nft = bool(words) and words[0].rsplit("/", 1)[-1] == "nft"
+        if c.key not in allowed or not nft or words[1:] != ["-f", conf]:
+            bad.append(c)
+    for setting in sorted(allowed):
+        if not any(c.key == setting for c in commands):
+            bad.append(unitfile.Assignment(setting, "(none)", ""))
+    return bad

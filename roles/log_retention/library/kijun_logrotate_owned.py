@@ -220,7 +220,7 @@ def parses(text):
         os.chmod(path, 0o644)
         proc = subprocess.run(
             ["logrotate", "-d", "-s", os.path.join(tmp, "state"), path],
-            capture_output=True, text=True, check=False,
+            capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
         )
     errors = [
         re.sub(r"\S*check:\d+", "check", line)

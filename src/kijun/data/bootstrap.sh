@@ -15,6 +15,7 @@ APT_PACKAGES=(
   podman runc netavark aardvark-dns iptables uidmap slirp4netns   # the lab's container engine
   debootstrap                                            # builds the lab image
   openssh-client                                         # the control node's SSH
+  logrotate                                              # tests check the files roles leave
   git tar iproute2 ca-certificates
   chromium fonts-noto-cjk                                # renders and checks report.html
 )

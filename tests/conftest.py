@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -37,6 +39,35 @@ def run_kijun(
         check=False,
         stdin=subprocess.DEVNULL,
     )
+
+
+COMMON = ROOT / "roles" / "kijun_common"  # the module the roles share
+
+
+def run_module(
+    name: str, args: dict[str, Any], *flags: str, library: Path = COMMON / "library"
+) -> dict[str, Any]:
+    """A module of a role's ``library/`` run by Ansible on this machine (``ansible localhost
+    -m NAME``); its JSON result."""
+    proc = subprocess.run(
+        [str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,",
+         "-M", str(library), "-m", name, "-a", json.dumps(args),
+         "-e", f"ansible_python_interpreter={sys.executable}", *flags],
+        capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL,
+        env={**os.environ, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+             "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"},
+    )  # fmt: skip
+    [task] = json.loads(proc.stdout)["plays"][0]["tasks"]
+    return dict(task["hosts"]["localhost"])
+
+
+def import_module_file(path: Path) -> ModuleType:
+    """A role's module imported for its functions."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

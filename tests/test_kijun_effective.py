@@ -4,31 +4,14 @@ drop-in directory; check mode changes nothing; the role's own files are never to
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from .conftest import ROOT, VENV_BIN
-
-LIBRARY = ROOT / "roles" / "kijun_common" / "library"
+from .conftest import run_module
 
 
 def module(args: dict[str, Any], *flags: str) -> dict[str, Any]:
-    """``ansible localhost -m kijun_effective`` with ``args``; the module's JSON result."""
-    proc = subprocess.run(
-        [str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,",
-         "-M", str(LIBRARY), "-m", "kijun_effective", "-a", json.dumps(args),
-         "-e", f"ansible_python_interpreter={sys.executable}", *flags],
-        capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL,
-        env={**os.environ, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-             "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"},
-    )  # fmt: skip
-    result = json.loads(proc.stdout)
-    [task] = result["plays"][0]["tasks"]
-    return dict(task["hosts"]["localhost"])
+    return run_module("kijun_effective", args, *flags)
 
 
 def journald(tmp_path: Path) -> tuple[Path, Path, Path]:

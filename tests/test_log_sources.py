@@ -5,7 +5,6 @@ competing logrotate blocks."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 from pathlib import Path
 from types import ModuleType
@@ -13,6 +12,8 @@ from types import ModuleType
 from kijun import journald as jd
 from kijun import logrotate as lr
 from kijun import rsyslog as rs
+
+from .conftest import import_module_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -203,12 +204,7 @@ def test_logrotate_rotation_names_the_block_in_force() -> None:
 
 
 def _module() -> ModuleType:
-    path = ROOT / "roles/log_retention/library/kijun_logrotate_owned.py"
-    spec = importlib.util.spec_from_file_location("kijun_logrotate_owned", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_module_file(ROOT / "roles/log_retention/library/kijun_logrotate_owned.py")
 
 
 LOGS = ["/var/log/syslog", "/var/log/auth.log"]

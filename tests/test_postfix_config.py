@@ -4,10 +4,6 @@ with the role's own pattern)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +13,7 @@ import yaml
 
 from kijun import postfix as pf
 
-from .conftest import ROOT, VENV_BIN
+from .conftest import ROOT, run_module
 
 MAIN_CF = """\
 # main.cf
@@ -130,16 +126,7 @@ def role_pattern() -> str:
 
 
 def module(args: dict[str, Any], *flags: str) -> dict[str, Any]:
-    proc = subprocess.run(
-        [str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,",
-         "-M", str(ROOT / "roles/kijun_common/library"), "-m", "kijun_effective",
-         "-a", json.dumps(args), "-e", f"ansible_python_interpreter={sys.executable}", *flags],
-        capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL,
-        env={**os.environ, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-             "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"},
-    )  # fmt: skip
-    [task] = json.loads(proc.stdout)["plays"][0]["tasks"]
-    return dict(task["hosts"]["localhost"])
+    return run_module("kijun_effective", args, *flags)
 
 
 def test_the_role_removes_only_the_owned_options_and_keeps_the_service_lines(

@@ -444,7 +444,7 @@ def test_a_role_runs_by_its_fully_qualified_name_from_the_installed_collection(
 ) -> None:
     tmp = env["tmp"] / "collection"
     tmp.mkdir()
-    subprocess.run([str(VENV_BIN / "ansible-galaxy"), "collection", "build", "--output-path",
+    subprocess.run([str(VENV_BIN / "kijun"), "collection", "build", "--output-path",
                     str(tmp)], cwd=ROOT, check=True, capture_output=True,
                     stdin=subprocess.DEVNULL)  # fmt: skip
     (tarball,) = tmp.glob("kijun-baseline-*.tar.gz")

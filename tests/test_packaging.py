@@ -78,8 +78,9 @@ def test_ansible_builder_creates_a_context_that_installs_kijun_with_its_pinned_d
 def test_galaxy_yml_builds_the_roles_as_a_collection(tmp_path: Path) -> None:
     galaxy = yaml.safe_load((ROOT / "galaxy.yml").read_text())
     assert galaxy["version"] == kijun.__version__
-    run("ansible-galaxy", "collection", "build", "--output-path", str(tmp_path))
+    built = run("kijun", "collection", "build", "--output-path", str(tmp_path))
     tarball = tmp_path / f"kijun-baseline-{kijun.__version__}.tar.gz"
+    assert f"collection built: {tarball}" in built.stdout
     with tarfile.open(tarball) as tar:
         names = set(tar.getnames())
     roles = sorted(p.name for p in (ROOT / "roles").iterdir() if (p / "tasks").is_dir())
@@ -87,7 +88,11 @@ def test_galaxy_yml_builds_the_roles_as_a_collection(tmp_path: Path) -> None:
     for role in roles:
         assert f"roles/{role}/tasks/main.yml" in names
         assert f"roles/{role}/meta/argument_specs.yml" in names
-    assert "roles/password_policy/library/kijun_pam_auth_update.py" in names
+    # every role's module where a collection's roles find them: its plugins/modules/
+    role_modules = sorted(p.name for p in ROOT.glob("roles/*/library/*.py"))
+    assert {"kijun_effective.py", "kijun_pam_auth_update.py"} <= set(role_modules)
+    for name in role_modules:
+        assert f"plugins/modules/{name}" in names
     # only the roles: no checkout state, engine, tests or machine-local files
     assert not {n for n in names if n.split("/")[0] in {".venv", ".kijun", "src", "tests"}}
     assert "MANIFEST.json" in names and "FILES.json" in names
@@ -96,14 +101,20 @@ def test_galaxy_yml_builds_the_roles_as_a_collection(tmp_path: Path) -> None:
 def test_the_built_collection_installs_into_an_empty_path_and_resolves_roles_by_fqcn(
     tmp_path: Path,
 ) -> None:
-    run("ansible-galaxy", "collection", "build", "--output-path", str(tmp_path))
+    """Every role site.yml applies, by its fully qualified name from the installed collection,
+    with its modules (kijun_effective, shared by all, and each role's own) resolved."""
+    run("kijun", "collection", "build", "--output-path", str(tmp_path))
     tarball = tmp_path / f"kijun-baseline-{kijun.__version__}.tar.gz"
     collections = tmp_path / "collections"
     run("ansible-galaxy", "collection", "install", "--force", "-p", str(collections), str(tarball))
     assert (collections / "ansible_collections/kijun/baseline/roles/time_sync").is_dir()
     play = tmp_path / "play.yml"
+    from kijun import apply
+
+    roles = sorted(apply.site_roles())
     play.write_text(
-        "- hosts: all\n  gather_facts: false\n  roles:\n    - role: kijun.baseline.time_sync\n"
+        "- hosts: all\n  gather_facts: false\n  roles:\n"
+        + "".join(f"    - role: kijun.baseline.{role}\n" for role in roles)
     )
     (tmp_path / "hosts").write_text("lg-app01 ansible_host=198.18.0.21\n")
     env = {
@@ -121,3 +132,15 @@ def test_the_built_collection_installs_into_an_empty_path_and_resolves_roles_by_
     assert "kijun.baseline.time_sync : Ensure the time zone is the organisation's (TS-04)" in (
         proc.stdout
     )
+    for role in roles:
+        assert f"kijun.baseline.{role} : " in proc.stdout, role
+
+
+def test_two_roles_with_a_module_of_the_same_name_are_refused(tmp_path: Path) -> None:
+    from kijun import collection
+
+    for role in ("a", "b"):
+        (tmp_path / "roles" / role / "library").mkdir(parents=True)
+        (tmp_path / "roles" / role / "library" / "kijun_x.py").write_text("")
+    with pytest.raises(collection.CollectionError, match="kijun_x is in roles/a/library"):
+        collection.modules(tmp_path)

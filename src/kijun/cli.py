@@ -735,6 +735,27 @@ def scheduled_audit_cmd(
 keys_app = typer.Typer(help="The signing key for evidence bundles.")
 app.add_typer(keys_app, name="keys")
 
+collection_app = typer.Typer(help="The roles as the Ansible collection kijun.baseline.")
+app.add_typer(collection_app, name="collection")
+
+
+@collection_app.command("build")
+def collection_build(
+    output_path: Path = typer.Option(
+        Path("build"), "--output-path", help="Directory for the collection's tarball."
+    ),
+) -> None:
+    """Build the roles as the collection kijun.baseline (their modules in plugins/modules/)."""
+    from kijun import collection
+
+    try:
+        tarball = collection.build(output_path)
+    except collection.CollectionError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"collection built: {tarball}")
+    typer.echo(f"install it: ansible-galaxy collection install --force -p COLLECTIONS {tarball}")
+
 
 @keys_app.command("init")
 def keys_init(

@@ -79,7 +79,10 @@ def result(
         key = f"{area}/config"
         evidence = [f"raw/{host}/{key}.txt"]
         outcome = "fail" if status is Status.WAIVED else str(status)
-        checks = [CheckResult(f"{area}_check", outcome, expected, observed, message, (key,))]
+        source = f"/etc/kijun-sample/{area}.conf:3"  # the file that set the value in force
+        checks = [
+            CheckResult(f"{area}_check", outcome, expected, observed, message, (key,), source)
+        ]
     return ControlResult(
         host=host,
         control=control,

@@ -152,6 +152,7 @@ def test_observed_and_expected_values(every_status: RunDocument, catalog: Catalo
     assert "期待値 / Expected" in text and '{"minlen": 12}' in text
     assert "観測値 / Observed" in text and '{"minlen": 8}' in text
     assert "`password_check`: fail" in text
+    assert "設定箇所 / set in `/etc/kijun-sample/password.conf:3`" in text
     assert props(observation)["policy-clause"] == ["第2章 7(7) 3", "第2章 7(7) 3"]
 
 

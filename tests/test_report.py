@@ -109,7 +109,15 @@ def sample_doc(*, drift: Drift | None = None, first_run: bool = False) -> RunDoc
             observed=8,
             message="minlen = 8 in /etc/security/pwquality.conf",
             checks=[
-                CheckResult("pwquality_minlen", "fail", 14, 8, "minlen is 8", ("password/pwq",)),
+                CheckResult(
+                    "pwquality_minlen",
+                    "fail",
+                    14,
+                    8,
+                    "minlen is 8",
+                    ("password/pwq",),
+                    "/etc/security/pwquality.conf.d/99-local.conf:1",
+                ),
                 CheckResult("pwquality_dictcheck", "pass", 1, 1),
             ],
             evidence=["raw/lg-app01/password/pwq.txt"],
@@ -287,6 +295,8 @@ def test_html_content() -> None:
     assert "root@ctl01 (sudo from tanaka)" in text
     assert "第2章 7(7) 3 (shimojo)" in text and "第2章 7(7) 3 (S3)" in text
     assert "PW-01 の要求事項。" in text  # from the catalog
+    # the file that set the value in force, for the check that read it
+    assert "設定箇所 set in /etc/security/pwquality.conf.d/99-local.conf:1" in text
     assert "EX-2026-007" in text and "no host it covers fails ML-01" in text
     assert "2026年11月8日 00:30 JST (2026-11-07 15:30 UTC)" in text
     assert "まもなく期限切れ" in text  # 2026-12-15 is 23 days after the run
@@ -583,6 +593,7 @@ def test_junit_xml() -> None:
     )
     props = {p.get("name"): p.get("value") for p in fail.iter("property")}
     assert (props["expected"], props["observed"], props["status"]) == ("14", "8", "fail")
+    assert "[set in /etc/security/pwquality.conf.d/99-local.conf:1]" in (failure.text or "")
     evil = cases[("in-web01", "TS-01")]
     assert {p.get("name"): p.get("value") for p in evil.iter("property")}["observed"] == EVIL
     assert cases[("lg-app01", "LG-01")].find("error") is not None

@@ -242,3 +242,7 @@ def test_competing_settings_a_role_neutralised_are_kept_per_host_and_control() -
     ]  # fmt: skip
     outcome = apply.Outcome("apply-x", False, [], 0, "successful", t, None, None, 0)
     assert outcome.summary()["neutralised"][0]["path"] == n["path"]
+    # a task with a loop: each item's result
+    looped = {"changed": True, "results": [{"neutralised": [n]}, {"neutralised": []}]}
+    t.feed(event("runner_on_ok", "lg-app01", "log_retention", task, res=looped))
+    assert len(t.neutralised) == 2

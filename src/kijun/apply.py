@@ -220,7 +220,9 @@ class Tracker:
             if res.get("changed"):
                 counts.changed += 1
                 self.changes.append(Change(host, role, task, controls, res.get("diff")))
-            for n in res.get("neutralised") or []:
+            # a task's own result, or each item's of a loop
+            items = [res, *[r for r in res.get("results") or [] if isinstance(r, Mapping)]]
+            for n in (n for item in items for n in item.get("neutralised") or []):
                 if isinstance(n, Mapping):
                     self.neutralised.append(Neutralised(
                         host, role, task, controls, str(n.get("path", "")),

@@ -192,6 +192,17 @@ def _failures(result: dict[str, Any]) -> list[str]:
     return out
 
 
+def neutralised(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(host, entry) for each competing setting a task neutralised (or would, in check mode)."""
+    return [
+        (host, entry)
+        for play in result.get("plays", [])
+        for task in play.get("tasks", [])
+        for host, res in task.get("hosts", {}).items()
+        for entry in res.get("neutralised") or []
+    ]
+
+
 def changed_tasks(result: dict[str, Any]) -> dict[str, set[str]]:
     changed: dict[str, set[str]] = {}
     for play in result.get("plays", []):
@@ -341,6 +352,17 @@ def verify(scenario: Scenario, say: Any = print) -> None:
                 f"the audits fail {sorted(found)}: {found}"
             )
         say(f"drift case {case.name!r} is reported against {', '.join(sorted(found))}")
+        if case.competing:
+            # check mode names the competing file it would neutralise, and changes nothing
+            checked = playbook(scenario, "converge.yml", "--check", "--tags",
+                               ",".join(sorted(case.controls)))  # fmt: skip
+            named = {(h, n["path"]) for h, n in neutralised(checked)}
+            if not {(h, case.competing) for h in targets} <= named:
+                raise RoleTestFailure(
+                    f"drift case {case.name!r}: check mode does not name {case.competing} as "
+                    f"to be neutralised on {targets}; it names {sorted(named)}"
+                )
+            say(f"drift case {case.name!r}: check mode would neutralise {case.competing}")
         restore(scenario, case.controls, f"drift case {case.name!r}")
         if case.competing:
             for host in targets:

@@ -661,9 +661,13 @@ def test_forwarded_message_reaches_collector(
             observed={"probe": marker, "collectors in the inventory": sorted(collectors)},
             message="no probe was logged" if not marker else "no log_collectors host to read",
         )
+    # The marker must not stand on the command line as it is: the collector logs the commands
+    # run with sudo (auth.log), often into its own directory under the collector's, where the
+    # search would then find its own command line (a false pass). It is sent in capitals and
+    # turned back on the host.
     command = (
-        f"find {shlex.quote(directory)} -type f -mmin -15 "
-        f"-exec grep -lF -e {shlex.quote(str(marker))} {{}} +"
+        f"m=$(printf %s {shlex.quote(str(marker).upper())} | tr A-Z a-z) && "
+        f'find {shlex.quote(directory)} -type f -mmin -15 -exec grep -lF -e "$m" {{}} +'
     )
     found: list[str] = []
     while not found:

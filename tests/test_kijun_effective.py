@@ -91,3 +91,26 @@ def test_without_keys_it_refuses_and_says_what_to_give(tmp_path: Path) -> None:
     res = module({"paths": [str(tmp_path / "x")], "label": "role XX-01"})
     assert res.get("failed") is True
     assert "keys is empty" in res["msg"]
+
+
+def test_a_change_that_would_break_the_files_syntax_is_refused_and_named(tmp_path: Path) -> None:
+    """A shell branch whose only statement is the competing line: commented out, the branch
+    would be empty and bash would refuse the whole profile file. The module leaves it and says
+    what to do; a file where the line can go is changed."""
+    profile = tmp_path / "profile.d"
+    profile.mkdir()
+    branch = profile / "10-branch.sh"
+    branch.write_text('if [ -n "$SSH_TTY" ]; then\n  readonly TMOUT=0\nfi\n')
+    args = {"paths": [str(branch)], "format": "pattern", "pattern": r"\bTMOUT=", "comment": "#",
+            "validate": "bash -n %s", "label": "password_policy PW-09",
+            "backup_dir": str(tmp_path / "b")}  # fmt: skip
+    res = module(args)
+    assert res.get("failed") is True, res
+    assert f"{branch} would not pass `bash -n %s` once line 2 is neutralised" in res["msg"]
+    assert "Edit the file by hand" in res["msg"]
+    assert branch.read_text() == 'if [ -n "$SSH_TTY" ]; then\n  readonly TMOUT=0\nfi\n'
+    plain = profile / "20-plain.sh"
+    plain.write_text("readonly TMOUT=0\nexport PATH\n")
+    res = module({**args, "paths": [str(plain)]})
+    assert res["changed"] is True
+    assert plain.read_text().startswith("# kijun(password_policy PW-09) neutralised: ")

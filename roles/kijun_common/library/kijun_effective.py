@@ -79,6 +79,13 @@ options:
     description: Who neutralised the line, written into it (the role and the control ids).
     type: str
     required: true
+  validate:
+    description:
+      - A command that checks a file's syntax, C(%s) standing for the file (C(bash -n %s) for
+        shell profiles). The new content is checked before it is written; when the file as it
+        was passes and the new content does not (a neutralised line was the only statement of a
+        shell branch, say), the module fails naming the file and leaves it as it was.
+    type: str
   backup_dir:
     description: Where the copies of changed files go.
     type: path
@@ -212,6 +219,16 @@ def write_atomically(path, text):
         raise
 
 
+def valid(module, command, text):
+    """``command`` (``%s`` for the file) accepts ``text``."""
+    with tempfile.TemporaryDirectory(prefix="kijun-validate-") as tmp:
+        path = os.path.join(tmp, "check")
+        with open(path, "wb") as f:
+            f.write(text.encode("utf-8", "surrogateescape"))
+        rc, _, _ = module.run_command(command % path, use_unsafe_shell=False)
+    return rc == 0
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -226,6 +243,7 @@ def main():
             "ignore_case": {"type": "bool", "default": False},
             "comment": {"type": "str", "default": "#;"},
             "label": {"type": "str", "required": True},
+            "validate": {"type": "str"},
             "backup_dir": {"type": "path", "default": "/var/backups/kijun"},
         },
         required_if=[("format", "pattern", ["pattern"])],
@@ -271,6 +289,15 @@ def main():
                 ending = lines[i][len(original):] or "\n"
                 lines[i] = f"# kijun({p['label']}) neutralised: {original.strip()}{ending}"
         after = "".join(lines)
+        if p["validate"] and valid(module, p["validate"], before) and not valid(
+            module, p["validate"], after
+        ):
+            module.fail_json(
+                msg=f"kijun_effective: {path} would not pass `{p['validate']}` once line "
+                f"{', '.join(str(i + 1) for i, _ in found)} is neutralised; left unchanged. "
+                "Edit the file by hand so that it no longer sets what the role owns.",
+                neutralised=[],
+            )
         diffs.append({"before_header": path, "after_header": path,
                       "before": before, "after": after})
         if not module.check_mode:

@@ -93,6 +93,7 @@ def test_galaxy_yml_builds_the_roles_as_a_collection(tmp_path: Path) -> None:
     assert {"kijun_effective.py", "kijun_pam_auth_update.py"} <= set(role_modules)
     for name in role_modules:
         assert f"plugins/modules/{name}" in names
+    assert not [n for n in names if "/library/" in n]  # each module once
     # only the roles: no checkout state, engine, tests or machine-local files
     assert not {n for n in names if n.split("/")[0] in {".venv", ".kijun", "src", "tests"}}
     assert "MANIFEST.json" in names and "FILES.json" in names

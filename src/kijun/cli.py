@@ -444,15 +444,15 @@ def _print_apply(outcome: Any, cat: Any) -> None:
         # another file's line that assigned a setting a role owns: the role commented it out
         # (a copy of the file first), so that the role's value is the one in force
         done = "would neutralise (check mode)" if outcome.check else "neutralised"
-        table = Table(title=f"competing settings {done}", title_justify="left")
+        competing = Table(title=f"competing settings {done}", title_justify="left")
         for col in ("host", "control", "file:line", "was", "backup"):
-            table.add_column(col, overflow="fold")
+            competing.add_column(col, overflow="fold")
         for n in tracker.neutralised:
-            table.add_row(
+            competing.add_row(
                 n.host, " ".join(n.controls), f"{n.path}:{n.line}", Text(n.text),
                 "" if outcome.check else n.backup,
             )  # fmt: skip
-        console.print(table)
+        console.print(competing)
     for f in tracker.rescued:
         console.print(
             Text(f"{f.host}: rescued (the role recovered, the host converged): {f.task}: "

@@ -42,8 +42,11 @@ def stage(root: Path, target: Path) -> list[str]:
     """Lay the collection's files out in ``target``; return the modules' names."""
     shutil.copy2(root / "galaxy.yml", target / "galaxy.yml")
     shutil.copy2(root / "README.md", target / "README.md")
+    # each module once, in plugins/modules/ (Ansible ignores a collection role's library/)
     shutil.copytree(
-        root / "roles", target / "roles", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        root / "roles",
+        target / "roles",
+        ignore=shutil.ignore_patterns("library", "__pycache__", "*.pyc"),
     )
     plugins = target / "plugins" / "modules"
     plugins.mkdir(parents=True)
